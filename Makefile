@@ -1,0 +1,38 @@
+# losslands: `make run` trains and probes, `make test` runs the tests. Both install first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+RUN_ARGS ?=
+SWEEP ?= multirun/seed_study
+
+.PHONY: install run test test-full lint bench study smoke-study report clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(PY) -m losslands $(RUN_ARGS)
+
+test: install
+	$(PY) -m pytest -q
+
+test-full: install
+	$(PY) -m pytest -q -m ""
+
+lint: install
+	$(PY) -m ruff check src tests benchmarks
+
+bench: install
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/curvature.py
+	$(PY) benchmarks/subspace.py
+	$(PY) benchmarks/paths.py
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,77 @@
+"""Atomic result files: a reader never sees a half-written JSON, checkpoint or figure."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Write through ``write(tmp_path)`` to a temp file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert tensors, numpy values and non-finite floats into plain JSON values."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return to_jsonable(obj.detach().cpu().tolist())
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy arrays and scalars
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically write ``obj`` (made JSON-able) as indented JSON."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(to_jsonable(obj), f, indent=2, sort_keys=False)
+            f.write("\n")
+
+    return _atomic(path, write)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically ``torch.save`` an object (load it back with ``weights_only=True``)."""
+    return _atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_figure(path: str | os.PathLike, fig: Any, dpi: int = 120) -> Path:
+    """Atomically save a matplotlib figure and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    try:
+        return _atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix[1:] or "png"))
+    finally:
+        plt.close(fig)

@@ -1,0 +1,111 @@
+"""The probe protocol: every probe is a module with ``run`` (and optionally ``plot``).
+
+A probe module ``losslands.probes.<name>`` defines::
+
+    def run(ctx: ProbeContext, cfg: DictConfig) -> dict       # JSON-able result
+    def scalars(result: dict) -> dict[str, float]            # headline numbers (optional)
+    def plot(result: dict) -> matplotlib.figure.Figure       # optional
+
+``run`` gets the trained model (eval mode, float32, on the job's device) and the data through
+``ctx``; it must not write files: :func:`losslands.task.run_probe` writes
+``probes/<name>.json`` (with ``probe``, ``schema``, the resolved probe config, the training
+hash, ``seconds`` and ``status``) and ``probes/<name>.png`` atomically.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Protocol
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+SCHEMA = 1
+
+
+class ProbeModule(Protocol):
+    """What a probe module provides (``scalars`` and ``plot`` are optional)."""
+
+    def run(self, ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]: ...
+
+
+@dataclass
+class ProbeContext:
+    """Everything a probe may use.
+
+    Attributes:
+        model: the trained model, in eval mode, on ``device``.
+        datamodule: the job's :class:`~losslands.data.datamodule.CIFAR10DataModule` (set up).
+        cfg: the full job config.
+        device: where to compute.
+        train_hash: the training cache key of ``model``.
+        train_summary: the training summary (history, final metrics).
+        load_other: ``overrides -> nn.Module``: another trained model, e.g.
+            ``{"optimizer": "sgd"}`` for the second endpoint of a pairwise probe (trained or
+            reused through the cache).
+        loss_fn: mean cross-entropy.
+        quiet: hide progress bars.
+    """
+
+    model: nn.Module
+    datamodule: Any
+    cfg: DictConfig
+    device: torch.device
+    train_hash: str = ""
+    train_summary: Mapping[str, Any] = field(default_factory=dict)
+    load_other: Callable[[Mapping[str, Any]], nn.Module] | None = None
+    loss_fn: nn.Module = field(default_factory=nn.CrossEntropyLoss)
+    quiet: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def probe_data(self, n: int, index: int = 0) -> tuple[Tensor, Tensor]:
+        """The fixed, unaugmented probe subset number ``index`` of size ``n`` on ``device``."""
+        x, y = self.datamodule.probe_subset(int(n), index=index)
+        return x.to(self.device), y.to(self.device)
+
+    def progress(self, iterable: Iterable, desc: str, total: int | None = None) -> Iterable:
+        """Wrap a long loop in a progress bar."""
+        return tqdm(iterable, desc=desc, total=total, disable=self.quiet, leave=False)
+
+
+def load_probe(name: str) -> ModuleType:
+    """Import ``losslands.probes.<name>``; unknown names list the available probes."""
+    try:
+        mod = importlib.import_module(f"losslands.probes.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"losslands.probes.{name}":
+            raise
+        raise ValueError(f"unknown probe {name!r}; choose one of {available_probes()}") from None
+    if not hasattr(mod, "run"):
+        raise ValueError(f"losslands.probes.{name} defines no run(ctx, cfg)")
+    return mod
+
+
+def available_probes() -> list[str]:
+    import pkgutil
+
+    import losslands.probes as pkg
+
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in {"base"})
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device=None) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of ``model`` over batches (sample-weighted)."""
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    total, loss, correct = 0, 0.0, 0
+    for x, y in batches:
+        if device is not None:
+            x, y = x.to(device), y.to(device)
+        logits = model(x)
+        loss += loss_fn(logits.float(), y).item()
+        correct += (logits.argmax(1) == y).sum().item()
+        total += y.shape[0]
+    if total == 0:
+        raise ValueError("evaluate() got no data")
+    return {"loss": loss / total, "acc": correct / total, "n": total}

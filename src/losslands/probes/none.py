@@ -1,0 +1,5 @@
+"""``probe=none``: train only."""
+
+
+def run(ctx, cfg) -> dict:
+    return {}

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, the training cache and the probe callback."""

@@ -1,0 +1,78 @@
+"""The training cache: one folder per training configuration, keyed by a hash.
+
+``<cache>/<hash>/`` holds ``last.ckpt`` (Lightning checkpoint, rewritten every epoch, so a
+killed run resumes), ``model.pt`` (the final weights) and ``train_summary.json``. A file lock
+makes concurrent jobs with the same training config train it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf
+
+# Keys that do not change the trained weights, so they stay out of the hash.
+_DATA_IGNORED = {"root", "download", "eval_batch_size", "probe_seed", "name"}
+_TRAINER_KEYS = ("max_epochs", "precision", "gradient_clip_val", "accumulate_grad_batches")
+
+SCHEMA = 1
+
+
+def training_config(cfg: DictConfig | Mapping) -> dict[str, Any]:
+    """The part of a job config that determines the trained weights."""
+    cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items()
+            if k not in _DATA_IGNORED and not k.startswith("_")}
+    trainer = {k: cfg.trainer.get(k) for k in _TRAINER_KEYS if cfg.trainer.get(k) is not None}
+    return {
+        "schema": SCHEMA,
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
+        "data": data,
+        "trainer": trainer,
+        "seed": int(cfg.seed),
+        # Training-time probes do not change the weights but do fill the summary.
+        "callbacks": _container(cfg.get("callbacks")),
+    }
+
+
+def _container(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else (node or {})
+
+
+def training_hash(train_cfg: Mapping[str, Any]) -> str:
+    """A short, stable hash of a training config (sorted-key JSON, sha256)."""
+    blob = json.dumps(train_cfg, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class TrainingCache:
+    """Folders of trained models keyed by :func:`training_hash`."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def lock(self, key: str, timeout: float = -1) -> FileLock:
+        """An inter-process lock for one training config (held while training it)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / f"{key}.lock"), timeout=timeout)
+
+    def summary(self, key: str) -> dict | None:
+        """The training summary, or None if the config has not finished training."""
+        f = self.path(key) / "train_summary.json"
+        if not f.exists():
+            return None
+        with open(f) as fh:
+            return json.load(fh)
+
+    def is_complete(self, key: str) -> bool:
+        s = self.summary(key)
+        return bool(s) and s.get("status") == "completed" and (self.path(key) / "model.pt").exists()

@@ -1,0 +1,162 @@
+"""Train a configured model, or reuse it from the training cache."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from losslands import __version__
+from losslands.flat import num_params
+from losslands.io import save_torch, write_json
+from losslands.training.cache import TrainingCache, training_config, training_hash
+from losslands.training.module import Classifier, DivergenceError
+
+
+def _without_name(node: DictConfig) -> DictConfig:
+    """A config node minus its ``name`` label, ready for ``hydra.utils.instantiate``."""
+    d = OmegaConf.to_container(node, resolve=True)
+    d.pop("name", None)
+    return OmegaConf.create(d)
+
+
+def build_model(cfg: DictConfig) -> nn.Module:
+    """The model, initialised deterministically from ``cfg.seed``."""
+    L.seed_everything(int(cfg.seed), workers=False, verbose=False)
+    return instantiate(_without_name(cfg.model))
+
+
+def build_optimizer(cfg: DictConfig):
+    """A factory ``params -> optimizer`` carrying every configured hyper-parameter."""
+    return instantiate(_without_name(cfg.optimizer))
+
+
+def build_datamodule(cfg: DictConfig):
+    dm = instantiate(_without_name(cfg.data))
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    """Extra training callbacks from the ``callbacks`` group (each a ``_target_`` node)."""
+    nodes = cfg.get("callbacks") or {}
+    return [instantiate(node) for node in nodes.values() if node is not None]
+
+
+@dataclass
+class Trained:
+    """A trained model and where it came from."""
+
+    model: nn.Module
+    summary: dict[str, Any]
+    key: str
+    path: Path
+    trained_now: bool
+
+
+class _DataToDevice(Callback):
+    """Moves the device-resident data tensors to the device Lightning chose."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.datamodule.to(pl_module.device)
+
+
+def _load(cfg: DictConfig, cache: TrainingCache, key: str) -> Trained:
+    model = build_model(cfg)
+    state = torch.load(cache.path(key) / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return Trained(model, cache.summary(key), key, cache.path(key), trained_now=False)
+
+
+def train_or_reuse(cfg: DictConfig, *, datamodule=None, loggers=(), force: bool | None = None) -> Trained:
+    """Return the trained model for ``cfg``, training it only if the cache lacks it.
+
+    A run killed mid-training resumes from ``<cache>/<hash>/last.ckpt``; the data order is a
+    function of (seed, epoch), so the resumed run ends with the same weights.
+
+    Raises:
+        DivergenceError: the loss became NaN or infinite (``status: diverged`` is recorded).
+    """
+    force = bool(cfg.train.get("force", False)) if force is None else force
+    tcfg = training_config(cfg)
+    key = training_hash(tcfg)
+    cache = TrainingCache(cfg.paths.cache)
+    if not force and cache.is_complete(key):
+        return _load(cfg, cache, key)
+    with cache.lock(key):
+        if not force and cache.is_complete(key):  # trained by a concurrent job meanwhile
+            return _load(cfg, cache, key)
+        return _train(cfg, cache, key, tcfg, datamodule, loggers, force)
+
+
+def _train(cfg, cache: TrainingCache, key: str, tcfg: dict, datamodule, loggers, force: bool) -> Trained:
+    out = cache.path(key)
+    if force and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "last.ckpt"
+    resume = ckpt if ckpt.exists() else None
+
+    dm = datamodule if datamodule is not None else build_datamodule(cfg)
+    model = build_model(cfg)
+    module = Classifier(model, build_optimizer(cfg), num_classes=int(cfg.model.get("num_classes", 10)))
+    trainer = L.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        logger=list(loggers) or False,
+        callbacks=[
+            _DataToDevice(),
+            ModelCheckpoint(dirpath=out, filename="last", save_top_k=1, enable_version_counter=False,
+                            save_on_train_epoch_end=True),
+            *build_callbacks(cfg),
+        ],
+        default_root_dir=str(out),
+    )
+    summary: dict[str, Any] = {
+        "status": "running", "hash": key, "config": tcfg, "n_params": num_params(model),
+        "resumed_from": str(resume) if resume else None, "losslands": __version__,
+    }
+    write_json(out / "train_summary.json", summary)
+    start = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    except DivergenceError as e:
+        _finish(out, summary, module, start, status="diverged", error=str(e))
+        raise
+    except BaseException as e:
+        _finish(out, summary, module, start, status="interrupted", error=repr(e))
+        raise
+    if trainer.interrupted:
+        _finish(out, summary, module, start, status="interrupted", error="interrupted by the user")
+        raise KeyboardInterrupt("training interrupted; rerun the same command to resume")
+    model = model.cpu()
+    save_torch(out / "model.pt", model.state_dict())
+    summary = _finish(out, summary, module, start, status="completed")
+    return Trained(model, summary, key, out, trained_now=True)
+
+
+def _finish(out: Path, summary: dict, module: Classifier, start: float, status: str, error: str | None = None) -> dict:
+    history = module.history
+    final = {k: v for k, v in (history[-1] if history else {}).items() if "/" in k}
+    summary = {
+        **summary,
+        "status": status,
+        "error": error,
+        "epochs": len(history),
+        "final": final,
+        "history": history,
+        "probe_history": getattr(module, "probe_history", []),
+        "wall_seconds": time.perf_counter() - start,
+        "train_seconds": sum(h.get("seconds", 0.0) for h in history),
+    }
+    write_json(out / "train_summary.json", summary)
+    return summary
