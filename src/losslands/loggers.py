@@ -82,3 +82,55 @@ class JobLoggers:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def read_offline_run(path: str | Path) -> dict[str, Any]:
+    """Read an offline W&B run (``offline-run-*/run-*.wandb``) without a server.
+
+    The file is a sequence of protobuf ``Record`` messages in W&B's block log format (a 7-byte
+    file header, then 32 KiB blocks of records with a 7-byte header: crc32, length, type).
+    Returns ``{"run": {...}, "history": [{key: value}], "summary": {key: value}}``.
+    """
+    import json
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    path = Path(path)
+    if path.is_dir():
+        path = next(path.glob("run-*.wandb"))
+    data = path.read_bytes()
+    block, pos, pending = 32768, 7, b""
+    out: dict[str, Any] = {"run": {}, "history": [], "summary": {}}
+
+    def handle(blob: bytes) -> None:
+        rec = pb.Record()
+        rec.ParseFromString(blob)
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            r = rec.run
+            out["run"] = {"name": r.display_name, "group": r.run_group, "job_type": r.job_type,
+                          "project": r.project, "tags": list(r.tags)}
+        elif kind == "history":
+            out["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item})
+        elif kind == "summary":
+            for i in rec.summary.update:
+                out["summary"][i.key or "/".join(i.nested_key)] = json.loads(i.value_json)
+
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # block trailer padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 1:
+            handle(chunk)
+        elif kind == 2:
+            pending = chunk
+        elif kind == 3:
+            pending += chunk
+        elif kind == 4:
+            handle(pending + chunk)
+    return out

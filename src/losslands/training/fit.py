@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,8 @@ def _train(cfg, cache: TrainingCache, key: str, tcfg: dict, datamodule, loggers,
     }
     write_json(out / "train_summary.json", summary)
     start = time.perf_counter()
+    # The cache folder already holds the summary (and, on resume, the checkpoint) by design.
+    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     except DivergenceError as e:

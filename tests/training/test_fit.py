@@ -1,0 +1,141 @@
+"""Training: determinism, cache reuse, resume after a kill, file lock, divergence, W&B files."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from losslands.io import read_json
+from losslands.loggers import read_offline_run
+from losslands.training import fit
+from losslands.training.cache import TrainingCache
+from losslands.training.module import DivergenceError
+from tests.conftest import TINY, compose_cfg
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_same_config_and_seed_give_identical_weights(tmp_path):
+    a = fit.train_or_reuse(compose_cfg(tmp_path / "a", *TINY))
+    b = fit.train_or_reuse(compose_cfg(tmp_path / "b", *TINY))
+    c = fit.train_or_reuse(compose_cfg(tmp_path / "c", *TINY, "seed=7"))
+    assert a.trained_now and b.trained_now and a.key == b.key
+    assert _same_weights(a.model, b.model)
+    assert not _same_weights(a.model, c.model)
+
+
+def test_cache_is_reused_and_force_retrains(tmp_path):
+    first = fit.train_or_reuse(compose_cfg(tmp_path, *TINY))
+    again = fit.train_or_reuse(compose_cfg(tmp_path, *TINY))
+    assert not again.trained_now and _same_weights(first.model, again.model)
+    s = first.summary
+    assert s["status"] == "completed" and s["epochs"] == 2 and len(s["history"]) == 2
+    assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= set(s["final"])
+    assert s["n_params"] == sum(p.numel() for p in first.model.parameters())
+    assert (first.path / "last.ckpt").exists() and (first.path / "model.pt").exists()
+    forced = fit.train_or_reuse(compose_cfg(tmp_path, *TINY, "train.force=true"))
+    assert forced.trained_now and _same_weights(first.model, forced.model)
+
+
+def test_hash_ignores_paths_but_not_weight_decay(tmp_path):
+    a = compose_cfg(tmp_path, *TINY)
+    b = compose_cfg(tmp_path / "elsewhere", *TINY, "data.eval_batch_size=7")
+    c = compose_cfg(tmp_path, *TINY, "optimizer.weight_decay=0.0")
+    from losslands.training.cache import training_config, training_hash
+
+    assert training_hash(training_config(a)) == training_hash(training_config(b))
+    assert training_hash(training_config(a)) != training_hash(training_config(c))
+
+
+class _Crash(Callback):
+    """Simulates a kill at the start of the second epoch (after epoch 1's checkpoint)."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise RuntimeError("simulated kill")
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    reference = fit.train_or_reuse(compose_cfg(tmp_path / "ref", *TINY, "trainer.max_epochs=3"))
+    cfg = compose_cfg(tmp_path / "run", *TINY, "trainer.max_epochs=3")
+    with monkeypatch.context() as m:
+        m.setattr(fit, "build_callbacks", lambda cfg: [_Crash()])
+        with pytest.raises(RuntimeError, match="simulated kill"):
+            fit.train_or_reuse(cfg)
+    cache = TrainingCache(cfg.paths.cache)
+    key = reference.key
+    assert cache.summary(key)["status"] == "interrupted" and not cache.is_complete(key)
+    resumed = fit.train_or_reuse(cfg)
+    assert resumed.summary["resumed_from"].endswith("last.ckpt")
+    assert [h["epoch"] for h in resumed.summary["history"]] == [1, 2, 3]
+    assert _same_weights(reference.model, resumed.model)
+
+
+def test_divergence_stops_with_a_clear_error(tmp_path):
+    cfg = compose_cfg(tmp_path, *TINY, "optimizer.lr=1e30")
+    with pytest.raises(DivergenceError, match="optimizer.lr"):
+        fit.train_or_reuse(cfg)
+    key = next(p.name for p in Path(cfg.paths.cache).iterdir() if p.is_dir())
+    assert TrainingCache(cfg.paths.cache).summary(key)["status"] == "diverged"
+
+
+def _train_in_child(root: str, queue) -> None:
+    out = fit.train_or_reuse(compose_cfg(Path(root), *TINY))
+    queue.put(out.trained_now)
+
+
+def test_concurrent_jobs_train_once(tmp_path):
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_train_in_child, args=(str(tmp_path), q)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    assert sorted([q.get(), q.get()]) == [False, True]
+
+
+def _cli(*args, cwd):
+    r = subprocess.run([sys.executable, "-m", "losslands", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+def test_cli_offline_wandb_run_holds_the_metrics(tmp_path):
+    _cli(*TINY, "logger=wandb", "probe=eval", "hydra.run.dir=job", cwd=tmp_path)
+    job = tmp_path / "job"
+    result = read_json(job / "probes" / "eval.json")
+    assert result["status"] == "completed" and result["probe"] == "eval" and result["seconds"] > 0
+    summary = read_json(job / "train_summary.json")
+    # The eval probe and Lightning's validation measure the same model on the same test split.
+    assert result["result"]["test"]["acc"] == pytest.approx(summary["final"]["val/acc"], abs=1e-6)
+    assert result["result"]["test"]["loss"] == pytest.approx(summary["final"]["val/loss"], rel=1e-5)
+    run = read_offline_run(next((job / "wandb").glob("offline-run-*")))
+    assert run["run"]["name"] == "sgd-s42" and run["run"]["group"] == "sgd" and run["run"]["job_type"] == "train"
+    assert run["summary"]["eval/test_acc"] == pytest.approx(result["result"]["test"]["acc"])
+    assert run["summary"]["val/acc"] == pytest.approx(summary["final"]["val/acc"])
+    assert (job / "csv" / "metrics.csv").read_text().count("\n") >= 3
+    # A second job with the same training config reuses the cache and logs as a probe job.
+    _cli(*TINY, "logger=wandb", "probe=eval", "hydra.run.dir=job2", cwd=tmp_path)
+    run2 = read_offline_run(next((tmp_path / "job2" / "wandb").glob("offline-run-*")))
+    assert run2["run"]["job_type"] == "probe"
+
+
+def test_multirun_over_optimizers_and_seeds(tmp_path):
+    _cli("-m", *TINY, "trainer.max_epochs=1", "optimizer=sgd,momentum,adamw", "seed=0,1",
+         "hydra.sweep.dir=sweep", cwd=tmp_path)
+    jobs = sorted((tmp_path / "sweep").glob("*/probes/eval.json"))
+    assert len(jobs) == 6
+    records = [read_json(j) for j in jobs]
+    assert {(r["optimizer"], r["seed"]) for r in records} == {(o, s) for o in ("sgd", "momentum", "adamw") for s in (0, 1)}
+    assert len({r["train_hash"] for r in records}) == 6
