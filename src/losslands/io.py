@@ -67,11 +67,7 @@ def save_torch(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def save_figure(path: str | os.PathLike, fig: Any, dpi: int = 120) -> Path:
-    """Atomically save a matplotlib figure and close it."""
-    import matplotlib.pyplot as plt
-
+    """Atomically save a matplotlib ``Figure`` (build figures with ``matplotlib.figure.Figure``,
+    not pyplot, so no GUI backend is ever selected)."""
     path = Path(path)
-    try:
-        return _atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix[1:] or "png"))
-    finally:
-        plt.close(fig)
+    return _atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix[1:] or "png"))

@@ -1,0 +1,103 @@
+"""Figures of a sweep: one function per figure, each ``jobs -> Figure | None``."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from losslands.report.load import Job, probe_records, trainings
+
+COLORS = {"sgd": "tab:blue", "momentum": "tab:orange", "adamw": "tab:green", "adam": "tab:red"}
+
+
+def _color(name: str) -> str:
+    return COLORS.get(name, "tab:gray")
+
+
+def _band(ax, xs, curves, label, color) -> None:
+    """Mean curve with a ±1 std band over seeds (curves truncated to a common length)."""
+    n = min(len(c) for c in curves)
+    arr = np.asarray([c[:n] for c in curves], dtype=float)
+    m = np.nanmean(arr, axis=0)
+    ax.plot(xs[:n], m, color=color, label=f"{label} (n={len(curves)})")
+    if len(curves) > 1:
+        sd = np.nanstd(arr, axis=0, ddof=1)
+        ax.fill_between(xs[:n], m - sd, m + sd, color=color, alpha=0.2)
+
+
+def training_curves(jobs: list[Job]) -> Figure | None:
+    by_opt: dict[str, list[dict]] = defaultdict(list)
+    for s in trainings(jobs):
+        if s.get("history"):
+            by_opt[s["config"]["optimizer"]["name"]].append(s)
+    if not by_opt:
+        return None
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
+    for opt, runs in by_opt.items():
+        epochs = [h["epoch"] for h in runs[0]["history"]]
+        for ax, key in ((axes[0], "loss"), (axes[1], "acc")):
+            _band(ax, epochs, [[h.get(f"val/{key}", np.nan) for h in r["history"]] for r in runs], f"{opt} val", _color(opt))
+            ax.plot(epochs, np.mean([[h.get(f"train/{key}", np.nan) for h in r["history"]][: len(epochs)] for r in runs], axis=0),
+                    color=_color(opt), ls="--", alpha=0.7, label=f"{opt} train")
+    axes[0].set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
+    axes[1].set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def curvature_during_training(jobs: list[Job]) -> Figure | None:
+    by_opt: dict[str, list[list[dict]]] = defaultdict(list)
+    for s in trainings(jobs):
+        if s.get("probe_history"):
+            by_opt[s["config"]["optimizer"]["name"]].append(s["probe_history"])
+    if not by_opt:
+        return None
+    keys = [k for k in ("lambda_max", "trace", "noise_ratio") if any(k in h for hs in by_opt.values() for r in hs for h in r)]
+    fig = Figure(figsize=(4 * len(keys), 3.6))
+    axes = np.atleast_1d(fig.subplots(1, len(keys)))
+    for ax, key in zip(axes, keys):
+        for opt, runs in by_opt.items():
+            epochs = [h["epoch"] for h in runs[0]]
+            _band(ax, epochs, [[h.get(key, np.nan) for h in r] for r in runs], opt, _color(opt))
+        ax.set(xlabel="epoch", title=key.replace("_", " "), yscale="log" if key != "noise_ratio" else "linear")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def scalar_bars(jobs: list[Job], probe: str, metrics: list[str], title: str) -> Figure | None:
+    """Mean ± std bars per optimizer for a few scalars of one probe."""
+    recs = probe_records(jobs, probe)
+    if not recs:
+        return None
+    fig = Figure(figsize=(3.2 * len(metrics), 3.2))
+    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
+    opts = sorted({r["optimizer"] for r in recs})
+    for ax, m in zip(axes, metrics):
+        vals = [[r["scalars"].get(m) for r in recs if r["optimizer"] == o and r["scalars"].get(m) is not None] for o in opts]
+        means = [np.mean(v) if v else np.nan for v in vals]
+        sds = [np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals]
+        ax.bar(opts, means, yerr=sds, color=[_color(o) for o in opts], capsize=4)
+        ax.set_title(m, fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def all_figures(jobs: list[Job]) -> Iterator[tuple[str, Figure]]:
+    for name, fn in (("training_curves", training_curves), ("curvature_during_training", curvature_during_training)):
+        fig = fn(jobs)
+        if fig is not None:
+            yield name, fig
+    for name, fig in probe_figures(jobs):
+        yield name, fig
+
+
+def probe_figures(jobs: list[Job]) -> Iterator[tuple[str, Figure]]:
+    """Per-probe comparison figures (filled in as probes define their result payloads)."""
+    return iter(())
