@@ -101,3 +101,12 @@ def all_figures(jobs: list[Job]) -> Iterator[tuple[str, Figure]]:
 def probe_figures(jobs: list[Job]) -> Iterator[tuple[str, Figure]]:
     """Per-probe comparison figures (filled in as probes define their result payloads)."""
     return iter(())
+
+
+def to_png(fig: Figure, dpi: int = 100) -> bytes:
+    """PNG bytes of a figure (for notebooks: ``IPython.display.Image(to_png(fig))``)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
