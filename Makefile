@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 RUN_ARGS ?=
 SWEEP ?= multirun/seed_study
 
-.PHONY: install run test test-full lint bench study smoke-study report clean
+.PHONY: install run test test-full lint bench bench-study study smoke-study report clean
 
 install: $(STAMP)
 
@@ -30,9 +30,21 @@ lint: install
 bench: install
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/curvature.py
-	$(PY) benchmarks/subspace.py
 	$(PY) benchmarks/paths.py
+
+bench-study: install
+	$(PY) benchmarks/study.py
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# The whole study: 3 optimizers x 3 seeds x every probe (training shared through the cache).
+study: install
+	$(PY) -m losslands -m experiment=seed_study $(RUN_ARGS)
+
+smoke-study: install
+	$(PY) -m losslands -m experiment=smoke_study $(RUN_ARGS)
+
+report: install
+	$(PY) -m losslands.report $(SWEEP) --wandb
