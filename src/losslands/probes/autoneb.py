@@ -1,0 +1,131 @@
+"""``probe=autoneb``: a minimum-loss path between two trained models, found by AutoNEB.
+
+Draxler, Veschgini, Salmhofer & Hamprecht (2018), "Essentially No Barriers in Neural Network
+Energy Landscape": :func:`losslands.paths.autoneb` relaxes a chain of pivots between this job's
+weights and the model named by ``probe.other`` with mini-batch NEB forces (shuffled, unaugmented
+training batches, BatchNorm in batch-statistics mode), inserting pivots where the fixed
+evaluation loss (the train probe subset, BatchNorm statistics recomputed at every point) rises
+between neighbours. Barrier: ``max`` of the dense evaluation loss along the final path minus the
+larger endpoint loss; ``linear_barrier`` is the same quantity on the straight segment, on the
+same evaluation set. Pivot parameter vectors are not kept (only their path positions and losses).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+from omegaconf import DictConfig
+
+from losslands.paths import autoneb
+from losslands.probes._pairwise import (
+    PointEvaluator,
+    StepProgress,
+    batch_loss,
+    bn_data,
+    line_profile,
+    load_endpoints,
+    probe_batches,
+    train_batches,
+)
+from losslands.probes.base import ProbeContext
+
+
+def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
+    ends = load_endpoints(ctx, cfg)
+    evaluator = PointEvaluator(ctx.model, ctx.loss_fn, bn_data(ctx, int(cfg.bn_batches)))
+    eval_batches = probe_batches(ctx, int(cfg.n_samples))
+    eval_loss = evaluator.loss(eval_batches)
+    batch_size = int(cfg.batch_size or ctx.cfg.data.batch_size)
+    cycles = int(cfg.cycles)
+    with StepProgress(ctx, cycles, "autoneb cycles") as bar:
+        res = autoneb(
+            batch_loss(ctx.model, ctx.loss_fn),
+            ends.theta_a,
+            ends.theta_b,
+            train_batches(ctx, batch_size, seed=int(cfg.seed)),
+            eval_loss=eval_loss,
+            n_pivots_init=int(cfg.n_pivots_init),
+            cycles=cycles,
+            steps_per_cycle=int(cfg.steps_per_cycle),
+            insert_threshold=float(cfg.insert_threshold),
+            lr_schedule=None if cfg.lr_schedule is None else [float(v) for v in cfg.lr_schedule],
+            momentum=float(cfg.momentum),
+            spring=float(cfg.spring),
+            dense_points=int(cfg.dense_points),
+            max_pivots=int(cfg.max_pivots),
+            progress=bar,
+        )
+    n_line = int(cfg.linear_points)
+    with StepProgress(ctx, n_line, "straight line") as bar:
+        line = line_profile(eval_loss, ends.theta_a, ends.theta_b, n_line, progress=bar)
+    seg = (res.pivots[1:] - res.pivots[:-1]).norm(dim=1).double()
+    offsets = torch.cat([seg.new_zeros(1), seg.cumsum(0)])
+    return {
+        "other": ends.name_b,
+        "pair": ends.pair,
+        "barrier": res.barrier,
+        "linear_barrier": line["barrier"],
+        "saddle_t": res.saddle_t,
+        "n_pivots": len(res.pivots),
+        "n_inserted": res.n_inserted,
+        "cycles": res.cycles,
+        "loss_a": float(res.pivot_losses[0]),
+        "loss_b": float(res.pivot_losses[-1]),
+        "dense_t": res.dense_t.tolist(),
+        "dense_losses": res.dense_losses.tolist(),
+        "pivot_t": (offsets / offsets[-1]).tolist(),
+        "pivot_losses": res.pivot_losses.tolist(),
+        "linear_t": line["t"],
+        "linear_losses": line["losses"],
+        "barrier_history": res.history,
+        "insertions": [vars(i) for i in res.insertions],
+        "insert_threshold_abs": res.threshold,
+        "force_scale": res.force_scale,
+        # path length over the straight distance: how far the path bends away from the line
+        "path_length_ratio": float(offsets[-1]) / float((ends.theta_b - ends.theta_a).norm()),
+        "n_eval": sum(len(x) for x, _ in eval_batches),
+    }
+
+
+def scalars(result: dict[str, Any]) -> dict[str, float]:
+    keys = ("barrier", "linear_barrier", "saddle_t", "n_pivots", "cycles")
+    return {k: float(result[k]) for k in keys}
+
+
+def tables(result: dict[str, Any]) -> dict[str, tuple[list[str], list[list[float]]]]:
+    return {
+        "path": (
+            ["t", "loss"],
+            [list(r) for r in zip(result["dense_t"], result["dense_losses"], strict=True)],
+        ),
+        "line": (
+            ["t", "loss"],
+            [list(r) for r in zip(result["linear_t"], result["linear_losses"], strict=True)],
+        ),
+    }
+
+
+def plot(result: dict[str, Any]) -> Figure:
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(result["linear_t"], result["linear_losses"], "--", color="grey", label="straight line")
+    ax.plot(result["dense_t"], result["dense_losses"], label="AutoNEB path")
+    ax.plot(
+        result["pivot_t"],
+        result["pivot_losses"],
+        "o",
+        ms=4,
+        color=ax.lines[-1].get_color(),
+        label="pivots",
+    )
+    ax.axvline(result["saddle_t"], color="red", lw=0.6, label="saddle")
+    ax.set_xlabel("normalised path position")
+    ax.set_ylabel("loss (train probe subset)")
+    ax.set_title(
+        f"AutoNEB {result['pair']}: barrier {result['barrier']:.3g} "
+        f"(straight line {result['linear_barrier']:.3g})"
+    )
+    ax.legend()
+    return fig

@@ -1,0 +1,96 @@
+"""``probe=curve``: a quadratic Bézier curve of low loss between two trained models.
+
+Garipov, Izmailov, Podoprikhin, Vetrov & Wilson (2018), "Loss Surfaces, Mode Connectivity, and
+Fast Ensembling of DNNs": :func:`losslands.paths.bezier_curve` trains the control point of
+``phi(t) = (1-t)^2 theta_a + 2t(1-t) c + t^2 theta_b`` between this job's weights and the model
+named by ``probe.other`` on shuffled, unaugmented training mini-batches (BatchNorm in
+batch-statistics mode), then evaluates the fixed train probe subset along ``t`` (BatchNorm
+statistics recomputed at every point, as Garipov et al. do). Barrier: ``max_t L(phi(t)) -
+max(L(theta_a), L(theta_b))``; ``linear_barrier`` is the same on the straight segment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from matplotlib.figure import Figure
+from omegaconf import DictConfig
+
+from losslands.paths import bezier_curve
+from losslands.probes._pairwise import (
+    PointEvaluator,
+    StepProgress,
+    batch_loss,
+    bn_data,
+    line_profile,
+    load_endpoints,
+    probe_batches,
+    train_batches,
+)
+from losslands.probes.base import ProbeContext
+
+
+def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
+    ends = load_endpoints(ctx, cfg)
+    evaluator = PointEvaluator(ctx.model, ctx.loss_fn, bn_data(ctx, int(cfg.bn_batches)))
+    eval_batches = probe_batches(ctx, int(cfg.n_samples))
+    eval_loss = evaluator.loss(eval_batches)
+    steps = int(cfg.max_iters)
+    with StepProgress(ctx, steps, "bezier curve") as bar:
+        res = bezier_curve(
+            batch_loss(ctx.model, ctx.loss_fn),
+            ends.theta_a,
+            ends.theta_b,
+            train_batches(ctx, int(cfg.batch_size or ctx.cfg.data.batch_size), seed=int(cfg.seed)),
+            eval_loss=eval_loss,
+            steps=steps,
+            lr=float(cfg.lr),
+            seed=int(cfg.seed),
+            n_eval=int(cfg.n_eval),
+            progress=bar,
+        )
+    with StepProgress(ctx, int(cfg.n_eval), "straight line") as bar:
+        line = line_profile(eval_loss, ends.theta_a, ends.theta_b, int(cfg.n_eval), progress=bar)
+    a, b = ends.theta_a, ends.theta_b
+    return {
+        "other": ends.name_b,
+        "pair": ends.pair,
+        "barrier": res.barrier,
+        "linear_barrier": line["barrier"],
+        "saddle_t": res.saddle_t,
+        "loss_a": float(res.losses[0]),
+        "loss_b": float(res.losses[-1]),
+        "t": res.t.tolist(),
+        "losses": res.losses.tolist(),
+        "linear_t": line["t"],
+        "linear_losses": line["losses"],
+        # distance of the trained control point from the midpoint, in units of ||b - a||
+        "control_offset": float((res.control - 0.5 * (a + b)).norm() / (b - a).norm()),
+        "train_history": res.history,
+        "n_eval": sum(len(x) for x, _ in eval_batches),
+    }
+
+
+def scalars(result: dict[str, Any]) -> dict[str, float]:
+    return {k: float(result[k]) for k in ("barrier", "linear_barrier")}
+
+
+def tables(result: dict[str, Any]) -> dict[str, tuple[list[str], list[list[float]]]]:
+    rows = zip(result["t"], result["losses"], result["linear_losses"], strict=True)
+    return {"curve": (["t", "curve_loss", "linear_loss"], [list(r) for r in rows])}
+
+
+def plot(result: dict[str, Any]) -> Figure:
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(result["linear_t"], result["linear_losses"], "--", color="grey", label="straight line")
+    ax.plot(result["t"], result["losses"], label="Bézier curve")
+    ax.plot([0.0, 1.0], [result["loss_a"], result["loss_b"]], "o", color=ax.lines[-1].get_color())
+    ax.set_xlabel("t")
+    ax.set_ylabel("loss (train probe subset)")
+    ax.set_title(
+        f"Bézier curve {result['pair']}: barrier {result['barrier']:.3g} "
+        f"(straight line {result['linear_barrier']:.3g})"
+    )
+    ax.legend()
+    return fig

@@ -1,0 +1,200 @@
+"""``probe=intrinsic_dim``: how many random directions training needs (Li et al. 2018).
+
+Li, Farkhoor, Liu & Yosinski (2018), "Measuring the Intrinsic Dimension of Objective
+Landscapes": train only ``z`` in ``theta = theta0 + P z``, ``P`` a fixed random ``D x d``
+projection with unit-norm columns and ``theta0`` the job's own seeded initialisation; ``d_int90``
+is the smallest ``d`` whose test accuracy reaches 90% of the full-space model's (the trained
+checkpoint of this job). The sweep over ``dims`` runs :func:`losslands.subspace.train_in_subspace`.
+
+Choices (ours): ``z`` is trained with the job's optimizer and hyper-parameters (so weight decay
+acts on ``z``, i.e. pulls ``theta`` towards ``theta0``, not towards 0) for ``epochs`` passes over
+shuffled training batches, augmented when the job's training was (``augment: null``), so the
+subspace and full-space models see the same recipe. BatchNorm runs on batch statistics while
+training; its statistics are recomputed on training batches before testing.
+``d_int90_interp`` interpolates linearly in ``log d`` between the last ``d`` below the target and
+the first at or above it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from omegaconf import DictConfig
+
+from losslands.flat import get_flat
+from losslands.probes._pairwise import (
+    PointEvaluator,
+    StepProgress,
+    batch_loss,
+    bn_data,
+    split_batches,
+    train_batches,
+)
+from losslands.probes.base import ProbeContext, evaluate
+from losslands.subspace import train_in_subspace
+from losslands.training.fit import build_model, build_optimizer
+
+FRACTION = 0.9
+
+
+def intrinsic_dimension(
+    dims: Sequence[int], accs: Sequence[float], target: float
+) -> tuple[float, float]:
+    """``(d_int, d_interp)`` for an accuracy curve over subspace dimensions.
+
+    ``d_int`` is the smallest ``d`` with ``acc >= target`` (Li et al. 2018). ``d_interp``
+    interpolates linearly in ``log d`` between the largest ``d`` below ``d_int`` and ``d_int``
+    (where the curve between them crosses ``target``); when the smallest ``d`` already reaches
+    the target both equal it (an upper bound). Both are NaN when no ``d`` reaches the target.
+    """
+    if len(dims) != len(accs) or not dims:
+        raise ValueError(
+            f"need one accuracy per dimension, got {len(dims)} dims and {len(accs)} accuracies"
+        )
+    order = sorted(range(len(dims)), key=lambda i: dims[i])
+    d = [float(dims[i]) for i in order]
+    a = [float(accs[i]) for i in order]
+    hit = next((k for k, acc in enumerate(a) if acc >= target), None)
+    if hit is None:
+        return math.nan, math.nan
+    if hit == 0:
+        return d[0], d[0]
+    frac = (target - a[hit - 1]) / (a[hit] - a[hit - 1])
+    log_d = math.log(d[hit - 1]) + frac * (math.log(d[hit]) - math.log(d[hit - 1]))
+    return d[hit], math.exp(log_d)
+
+
+def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
+    test = split_batches(ctx, "test", None if cfg.test_samples is None else int(cfg.test_samples))
+    full_acc = evaluate(ctx.model, test)["acc"]
+    init = build_model(ctx.cfg).to(ctx.device).float()
+    theta0 = get_flat(init)
+    D = theta0.numel()
+    dims = sorted({int(d) for d in cfg.dims})
+    if not dims or dims[0] < 1 or dims[-1] > D:
+        raise ValueError(
+            f"probe.dims must lie in 1..{D} (the parameter count), got {list(cfg.dims)}"
+        )
+    seeds = [int(s) for s in cfg.seeds]
+    augment = bool(ctx.cfg.data.augment) if cfg.augment is None else bool(cfg.augment)
+    epochs = int(ctx.cfg.trainer.max_epochs if cfg.epochs is None else cfg.epochs)
+    batch_size = int(ctx.cfg.data.batch_size)
+    train_n = None if cfg.train_samples is None else int(cfg.train_samples)
+    loss = batch_loss(init, ctx.loss_fn)
+    evaluator = PointEvaluator(init, ctx.loss_fn, bn_data(ctx, int(cfg.bn_batches)))
+    optimizer = build_optimizer(ctx.cfg)
+    lr = None if cfg.lr is None else float(cfg.lr)
+
+    acc = np.full((len(seeds), len(dims)), np.nan)
+    runs = []
+    for s, seed in enumerate(seeds):
+        for k, d in enumerate(dims):
+            # every run starts from epoch 0 of the same data order: only d and the seed differ
+            batches = train_batches(
+                ctx, batch_size, seed=int(ctx.cfg.seed), augment=augment, n=train_n
+            )
+            steps = epochs * len(batches)
+            with StepProgress(ctx, steps, f"subspace d={d} seed={seed}") as bar:
+                res = train_in_subspace(
+                    loss,
+                    theta0,
+                    d,
+                    projection=str(cfg.projection),
+                    optimizer=optimizer,
+                    steps=steps,
+                    lr=lr,
+                    seed=seed,
+                    batches=batches,
+                    progress=bar,
+                )
+            metrics = evaluator.metrics(res.theta, test)
+            acc[s, k] = metrics["acc"]
+            runs.append(
+                {
+                    "d": d,
+                    "seed": seed,
+                    "test_acc": metrics["acc"],
+                    "test_loss": metrics["loss"],
+                    "train_loss": res.loss,
+                    "steps": res.steps,
+                }
+            )
+    mean = acc.mean(axis=0)
+    target = FRACTION * full_acc
+    d_int, d_interp = intrinsic_dimension(dims, mean.tolist(), target)
+    return {
+        "dims": dims,
+        "seeds": seeds,
+        "acc": acc.tolist(),
+        "acc_mean": mean.tolist(),
+        "acc_std": (acc.std(axis=0, ddof=1) if len(seeds) > 1 else np.zeros(len(dims))).tolist(),
+        "n_seeds": len(seeds),
+        "runs": runs,
+        "full_acc": full_acc,
+        "target_acc": target,
+        "d_int90": d_int,
+        "d_int90_interp": d_interp,
+        "num_params": D,
+        "projection": str(cfg.projection),
+        "epochs": epochs,
+        "augment": augment,
+    }
+
+
+def scalars(result: dict[str, Any]) -> dict[str, float]:
+    out = {
+        k: float(result[k]) if result[k] is not None else math.nan
+        for k in ("d_int90", "d_int90_interp", "full_acc")
+    }
+    for d, a in zip(result["dims"], result["acc_mean"], strict=True):
+        out[f"acc_d{d}"] = float(a)
+    return out
+
+
+def tables(result: dict[str, Any]) -> dict[str, tuple[list[str], list[list[float]]]]:
+    rows = [
+        [r["d"], r["seed"], r["test_acc"], r["test_loss"], r["train_loss"]] for r in result["runs"]
+    ]
+    return {"runs": (["d", "seed", "test_acc", "test_loss", "train_loss"], rows)}
+
+
+def plot(result: dict[str, Any]) -> Figure:
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    dims = result["dims"]
+    for row, seed in zip(result["acc"], result["seeds"], strict=True):
+        ax.plot(
+            dims,
+            row,
+            ".",
+            color="grey",
+            alpha=0.6,
+            label="seeds" if seed == result["seeds"][0] else None,
+        )
+    ax.errorbar(
+        dims, result["acc_mean"], yerr=result["acc_std"], marker="o", capsize=3, label="mean"
+    )
+    ax.axhline(
+        result["target_acc"], color="red", ls="--", label=f"90% of full ({result['full_acc']:.3f})"
+    )
+    if result["d_int90_interp"] is not None and math.isfinite(result["d_int90_interp"]):
+        ax.axvline(result["d_int90_interp"], color="red", lw=0.6)
+    ax.set_xscale("log")
+    ax.set_xlabel("subspace dimension d")
+    ax.set_ylabel("test accuracy")
+    d_int = result["d_int90"]
+    reached = d_int is not None and math.isfinite(d_int)
+    ax.set_title(
+        f"intrinsic dimension ({result['projection']}): "
+        + (
+            f"d_int90 = {d_int:g} (interpolated {result['d_int90_interp']:.3g})"
+            if reached
+            else "90% not reached"
+        )
+    )
+    ax.legend()
+    return fig

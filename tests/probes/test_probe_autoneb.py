@@ -1,0 +1,162 @@
+"""probe=autoneb: profiles against hand-evaluated models, barrier arithmetic, light JSON; the
+mini-batch loss and batch stream it trains on."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from tests.conftest import TINY, compose_cfg
+from torch import nn
+
+from losslands.flat import get_flat, set_flat
+from losslands.io import read_json, to_jsonable
+from losslands.probes import autoneb
+from losslands.probes._pairwise import (
+    PointEvaluator,
+    batch_loss,
+    bn_data,
+    probe_batches,
+    train_batches,
+)
+from losslands.probes.base import ProbeContext, evaluate
+from losslands.training.fit import build_datamodule, build_model
+
+CPU = torch.device("cpu")
+SMALL = (
+    "probe.n_samples=96",
+    "probe.cycles=2",
+    "probe.steps_per_cycle=4",
+    "probe.dense_points=3",
+    "probe.linear_points=5",
+    "probe.bn_batches=1",
+)
+
+
+def _ctx(tmp_path, *overrides):
+    cfg = compose_cfg(tmp_path, *TINY, "probe=autoneb", *SMALL, *overrides)
+    model_a = build_model(cfg).eval()
+    model_b = build_model(compose_cfg(tmp_path, *TINY, "seed=5")).eval()
+    ctx = ProbeContext(
+        model=model_a,
+        datamodule=build_datamodule(cfg),
+        cfg=cfg,
+        device=CPU,
+        load_other=lambda o: model_b,
+        quiet=True,
+    )
+    return ctx, cfg, model_b
+
+
+def test_profiles_barriers_and_a_light_result(tmp_path):
+    ctx, cfg, model_b = _ctx(tmp_path)
+    out = autoneb.run(ctx, cfg.probe)
+    data = probe_batches(ctx, 96)
+    loss_a, loss_b = evaluate(ctx.model, data)["loss"], evaluate(model_b, data)["loss"]
+    assert out["loss_a"] == pytest.approx(loss_a, rel=1e-5) and out["loss_b"] == pytest.approx(
+        loss_b, rel=1e-5
+    )
+    assert out["dense_losses"][0] == out["loss_a"] and out["dense_losses"][-1] == out["loss_b"]
+    # the straight line, evaluated on hand-interpolated models
+    ta, tb = get_flat(ctx.model), get_flat(model_b)
+    manual = copy.deepcopy(ctx.model)
+    expected = []
+    for t in out["linear_t"]:
+        set_flat(manual, (1 - t) * ta + t * tb)
+        expected.append(evaluate(manual, data)["loss"])
+    assert out["linear_t"] == pytest.approx(np.linspace(0, 1, 5).tolist())
+    np.testing.assert_allclose(out["linear_losses"], expected, rtol=1e-5)
+    ends = max(loss_a, loss_b)
+    assert out["linear_barrier"] == pytest.approx(max(expected) - ends, abs=1e-5)
+    assert out["barrier"] == pytest.approx(max(out["dense_losses"]) - ends, abs=1e-5)
+    assert out["saddle_t"] == out["dense_t"][int(np.argmax(out["dense_losses"]))]
+    assert out["n_pivots"] == len(out["pivot_t"]) == len(out["pivot_losses"]) >= 3
+    assert out["pivot_t"][0] == 0.0 and out["pivot_t"][-1] == pytest.approx(1.0)
+    assert out["cycles"] == 2 and len(out["barrier_history"]) == 2 and out["pair"] == "sgd-momentum"
+    assert out["path_length_ratio"] >= 1.0 - 1e-6  # a polyline is never shorter than the chord
+    # no parameter vectors in the result: it stays far smaller than one model
+    assert len(json.dumps(to_jsonable(out))) < 20_000
+    s = autoneb.scalars(out)
+    assert set(s) == {"barrier", "linear_barrier", "saddle_t", "n_pivots", "cycles"}
+    assert autoneb.plot(out) is not None and set(autoneb.tables(out)) == {"path", "line"}
+
+
+def test_batch_loss_uses_batch_statistics_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)
+    ).eval()
+    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 3, (16,))
+    before = copy.deepcopy(model.state_dict())
+    f = batch_loss(model, nn.CrossEntropyLoss())
+    theta = get_flat(model) * 1.1
+    value = f(theta, (x, y))
+    reference = copy.deepcopy(model).train()
+    set_flat(reference, theta)
+    torch.testing.assert_close(value, nn.CrossEntropyLoss()(reference(x), y))
+    (g,) = torch.autograd.grad(f(theta.requires_grad_(), (x, y)), theta)
+    assert g.shape == theta.shape and g.abs().sum() > 0
+    assert not model.training and all(
+        torch.equal(before[k], v) for k, v in model.state_dict().items()
+    )
+
+
+def test_evaluator_loss_refreshes_batchnorm_statistics_at_every_point(tmp_path):
+    ctx, _, _ = _ctx(tmp_path)
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, stride=4),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 64, 10),
+    ).eval()
+    ctx.model = model
+    evaluator = PointEvaluator(model, ctx.loss_fn, bn_data(ctx, 2))
+    data = probe_batches(ctx, 96)
+    f = evaluator.loss(data)
+    theta = get_flat(model)
+    for point in (theta, 1.5 * theta, theta):
+        # a fresh evaluator per point: its statistics cannot be left over from another point
+        reference = PointEvaluator(model, ctx.loss_fn, bn_data(ctx, 2)).metrics(point, data)
+        assert float(f(point)) == pytest.approx(reference["loss"], rel=1e-5)
+    assert float(f(theta)) != pytest.approx(float(f(1.5 * theta)), rel=1e-3)
+
+
+def test_train_batches_reshuffle_every_pass_and_are_reproducible(tmp_path):
+    ctx, _, _ = _ctx(tmp_path)
+    first = train_batches(ctx, 64, seed=3)
+    again = train_batches(ctx, 64, seed=3)
+    p1, p2 = [y for _, y in first], [y for _, y in first]
+    assert not all(torch.equal(a, b) for a, b in zip(p1, p2, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(p1, [y for _, y in again], strict=True))
+    assert sorted(torch.cat(p1).tolist()) == sorted(ctx.datamodule.train_y.tolist())
+
+
+def test_cli_writes_json_and_figure(tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "losslands",
+            *TINY,
+            "trainer.max_epochs=1",
+            "probe=autoneb",
+            *SMALL,
+            "hydra.run.dir=job",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rec = read_json(tmp_path / "job" / "probes" / "autoneb.json")
+    assert rec["status"] == "completed" and rec["result"]["pair"] == "sgd-momentum"
+    assert {"barrier", "linear_barrier", "saddle_t", "n_pivots", "cycles"} == set(rec["scalars"])
+    assert (tmp_path / "job" / "probes" / "autoneb.png").stat().st_size > 0
