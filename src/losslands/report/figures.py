@@ -98,9 +98,89 @@ def all_figures(jobs: list[Job]) -> Iterator[tuple[str, Figure]]:
         yield name, fig
 
 
+def _by(records: list[dict], key) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        out[key(r)].append(r["result"])
+    return dict(sorted(out.items()))
+
+
+def _pair_color(pair: str) -> str:
+    return _color(pair.split("-")[0])
+
+
+def interpolation_curves(jobs: list[Job]) -> Figure | None:
+    by_pair = _by(probe_records(jobs, "interpolation"), lambda r: r["result"].get("pair", "?"))
+    if not by_pair:
+        return None
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
+    for pair, results in by_pair.items():
+        alphas = results[0]["alphas"]
+        _band(axes[0], alphas, [r["train_loss"] for r in results], f"{pair} train", _pair_color(pair))
+        _band(axes[1], alphas, [r["test_acc"] for r in results], f"{pair} test", _pair_color(pair))
+    for ax in axes:
+        ax.axvline(0, color="k", lw=0.5)
+        ax.axvline(1, color="k", lw=0.5)
+    axes[0].set(xlabel="alpha", ylabel="loss (probe subset)", yscale="log", title="Linear interpolation: loss")
+    axes[1].set(xlabel="alpha", ylabel="test accuracy", title="Linear interpolation: accuracy")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def path_curves(jobs: list[Job]) -> Figure | None:
+    """AutoNEB and Bezier paths against the straight line, one panel per optimizer pair."""
+    neb = _by(probe_records(jobs, "autoneb"), lambda r: r["result"].get("pair", "?"))
+    bez = _by(probe_records(jobs, "curve"), lambda r: r["result"].get("pair", "?"))
+    pairs = sorted(set(neb) | set(bez))
+    if not pairs:
+        return None
+    fig = Figure(figsize=(4 * len(pairs), 3.6))
+    axes = np.atleast_1d(fig.subplots(1, len(pairs)))
+    for ax, pair in zip(axes, pairs):
+        for i, r in enumerate(neb.get(pair, [])):
+            ax.plot(r["dense_t"], r["dense_losses"], color="tab:green", alpha=0.8, label="AutoNEB" if i == 0 else None)
+            ax.plot(r["linear_t"], r["linear_losses"], color="k", ls="--", alpha=0.6, label="straight line" if i == 0 else None)
+        for i, r in enumerate(bez.get(pair, [])):
+            ax.plot(r["t"], r["losses"], color="tab:purple", alpha=0.8, label="Bezier" if i == 0 else None)
+            if pair not in neb:
+                ax.plot(r["linear_t"], r["linear_losses"], color="k", ls="--", alpha=0.6, label="straight line" if i == 0 else None)
+        ax.set(title=pair, xlabel="position along the path", ylabel="loss", yscale="log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def intrinsic_dimension(jobs: list[Job]) -> Figure | None:
+    by_opt = _by(probe_records(jobs, "intrinsic_dim"), lambda r: r["optimizer"])
+    if not by_opt:
+        return None
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for opt, results in by_opt.items():
+        _band(ax, results[0]["dims"], [r["acc_mean"] for r in results], opt, _color(opt))
+        ax.axhline(np.mean([r["target_acc"] for r in results]), color=_color(opt), ls=":", lw=1)
+    ax.set(xscale="log", xlabel="subspace dimension d", ylabel="test accuracy",
+           title="Intrinsic dimension (dotted: 90% of full-space accuracy)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+PROBE_FIGURES = {
+    "interpolation": interpolation_curves,
+    "paths": path_curves,
+    "intrinsic_dimension": intrinsic_dimension,
+}
+
+
 def probe_figures(jobs: list[Job]) -> Iterator[tuple[str, Figure]]:
-    """Per-probe comparison figures (filled in as probes define their result payloads)."""
-    return iter(())
+    """Per-probe comparison figures across optimizers (and seeds, as bands)."""
+    for name, fn in PROBE_FIGURES.items():
+        fig = fn(jobs)
+        if fig is not None:
+            yield name, fig
 
 
 def to_png(fig: Figure, dpi: int = 100) -> bytes:
