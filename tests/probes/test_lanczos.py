@@ -1,0 +1,254 @@
+"""probe=lanczos against dense float64 Hessians of a tiny BatchNorm CNN on the same subsets."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+from tests.conftest import TINY
+from tests.probes.tiny_curvature import (
+    ADAMW,
+    context,
+    dense_hessian,
+    one_thread,  # noqa: F401 - fixture
+    probe_cfg,
+    tiny_cnn,
+)
+
+from losslands.curvature.trace import probe_vectors
+from losslands.io import read_json
+from losslands.probes import lanczos as probe
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+N, K = 100, 5
+
+
+@pytest.fixture(scope="module")
+def outcome(one_thread):  # noqa: F811
+    model = tiny_cnn()
+    ctx = context(model)
+    # max_iters and slq_iters >= dim (150): Lanczos and the SLQ quadrature are exact.
+    cfg = probe_cfg(
+        "lanczos",
+        n_samples=N,
+        repeats=2,
+        k=K,
+        max_iters=160,
+        tol=1e-8,
+        hutchinson_samples=20,
+        slq_vectors=6,
+        slq_iters=160,
+        grid_size=200,
+    )
+    result = probe.run(ctx, cfg)
+    dense = [dense_hessian(model, *ctx.probe_data(N, index=i)) for i in range(2)]
+    return SimpleNamespace(model=model, ctx=ctx, cfg=cfg, result=result, dense=dense)
+
+
+def test_extremes_match_the_dense_spectrum_of_each_subset(outcome):
+    for rep, h in zip(outcome.result["per_repeat"], outcome.dense, strict=True):
+        eig = torch.linalg.eigvalsh(h)
+        scale = float(eig.abs().max())
+        assert torch.allclose(
+            torch.tensor(rep["top"], dtype=torch.float64), eig[-K:].flip(0), atol=1e-5 * scale
+        )
+        assert torch.allclose(
+            torch.tensor(rep["bottom"], dtype=torch.float64), eig[:K], atol=1e-5 * scale
+        )
+        assert rep["converged"] and max(rep["top_residuals"] + rep["bottom_residuals"]) < 1e-4
+    assert eig[0] < 0  # indefinite: no condition number
+    tops = [float(torch.linalg.eigvalsh(h)[-1]) for h in outcome.dense]
+    bottoms = [float(torch.linalg.eigvalsh(h)[0]) for h in outcome.dense]
+    r = outcome.result
+    assert r["lambda_max"] == pytest.approx(sum(tops) / 2, rel=1e-5)
+    assert r["lambda_max_std"] == pytest.approx(abs(tops[0] - tops[1]) / math.sqrt(2), rel=1e-3)
+    assert r["lambda_min"] == pytest.approx(sum(bottoms) / 2, rel=1e-5)
+    assert r["lambda_min_std"] == pytest.approx(
+        abs(bottoms[0] - bottoms[1]) / math.sqrt(2), rel=1e-3
+    )
+    ratios = [abs(b) / t for b, t in zip(bottoms, tops, strict=True)]
+    assert r["abs_min_over_max"] == pytest.approx(sum(ratios) / 2, rel=1e-5)
+    assert r["lambda_max_over_min"] is None
+
+
+def test_repeats_use_disjoint_subsets(outcome):
+    a, b = outcome.result["per_repeat"]
+    assert abs(a["top"][0] - b["top"][0]) > 1e-3  # different data, different numbers
+    xa, _ = outcome.ctx.probe_data(N, index=0)
+    xb, _ = outcome.ctx.probe_data(N, index=1)
+    flat_a, flat_b = xa.reshape(N, -1), xb.reshape(N, -1)
+    assert not (torch.cdist(flat_a, flat_b).min() == 0)  # no image shared
+
+
+def test_trace_matches_the_same_probes_on_the_dense_hessian(outcome):
+    dim = outcome.dense[0].shape[0]
+    traces = []
+    for i, (rep, h) in enumerate(zip(outcome.result["per_repeat"], outcome.dense, strict=True)):
+        ops = SimpleNamespace(dim=dim, dtype=torch.float64, device="cpu")
+        zs = torch.stack(list(probe_vectors(ops, 20, seed=int(outcome.cfg.seed) + i)))
+        quad = torch.einsum("si,ij,sj->s", zs, h, zs)
+        assert rep["trace"] == pytest.approx(float(quad.mean()), rel=1e-4)
+        assert rep["trace_stderr"] == pytest.approx(float(quad.std() / math.sqrt(20)), rel=1e-3)
+        assert abs(rep["trace"] - float(h.trace())) < 4 * rep["trace_stderr"]
+        # SLQ's trace is Hutchinson's estimate on its own (first 6 of the same) probes.
+        assert rep["slq_trace"] == pytest.approx(float(quad[:6].mean()), rel=1e-4)
+        traces.append(rep["trace"])
+    r = outcome.result
+    assert r["trace"] == pytest.approx(sum(traces) / 2, rel=1e-9)
+    se = [rep["trace_stderr"] for rep in r["per_repeat"]]
+    assert r["trace_stderr"] == pytest.approx(math.hypot(*se) / 2, rel=1e-9)
+
+
+def test_negative_mass_matches_the_dense_spectrum(outcome):
+    dim = outcome.dense[0].shape[0]
+    masses = []
+    for i, (rep, h) in enumerate(zip(outcome.result["per_repeat"], outcome.dense, strict=True)):
+        eig, vec = torch.linalg.eigh(h)
+        ops = SimpleNamespace(dim=dim, dtype=torch.float64, device="cpu")
+        zs = torch.stack(list(probe_vectors(ops, 6, seed=int(outcome.cfg.seed) + i)))
+        # Exact quadrature: the weight of eigenvalue i is (u_i . z)^2 / |z|^2.
+        weights = (zs @ vec).pow(2) / dim
+        expected = float(weights[:, eig < 0].sum(1).mean())
+        assert rep["negative_mass"] == pytest.approx(expected, abs=0.02)
+        assert rep["negative_mass"] == pytest.approx(float((eig < 0).double().mean()), abs=0.1)
+        grid = torch.tensor(rep["density_grid"], dtype=torch.float64)
+        density = torch.tensor(rep["density"], dtype=torch.float64)
+        assert float(torch.trapezoid(density, grid)) == pytest.approx(1.0, abs=1e-3)
+        assert grid[0] < eig[0] and grid[-1] > eig[-1]
+        masses.append(rep["negative_mass"])
+    assert outcome.result["negative_mass"] == pytest.approx(sum(masses) / 2)
+
+
+def test_scalars_plot_and_tables(outcome):
+    s = probe.scalars(outcome.result)
+    assert set(s) >= {
+        "lambda_max",
+        "lambda_max_std",
+        "lambda_min",
+        "lambda_min_std",
+        "abs_min_over_max",
+        "lambda_max_over_min",
+        "trace",
+        "trace_stderr",
+        "negative_mass",
+        "matvecs",
+    }
+    assert s["matvecs"] == sum(r["matvecs"] for r in outcome.result["per_repeat"]) > 0
+    assert len(probe.plot(outcome.result).axes) == 2
+    t = probe.tables(outcome.result)
+    assert len(t["eigenvalues"][1]) == 2 * 2 * K
+    assert len(t["density"][1]) == 2 * 200
+
+
+def test_weight_decay_shifts_the_spectrum_for_sgd_only():
+    model = tiny_cnn(convex=True)  # logistic regression: PSD data Hessian
+    cfg = probe_cfg(
+        "lanczos",
+        n_samples=50,
+        repeats=2,
+        k=2,
+        max_iters=140,
+        tol=1e-8,
+        hutchinson_samples=4,
+        slq_vectors=1,
+        slq_iters=10,
+        include_weight_decay=True,
+    )
+    with_wd = probe.run(context(model), cfg)
+    dense = [
+        torch.linalg.eigvalsh(dense_hessian(model, *context(model).probe_data(50, i)))
+        for i in range(2)
+    ]
+    for rep, eig in zip(with_wd["per_repeat"], dense, strict=True):
+        assert rep["top"][0] == pytest.approx(float(eig[-1]) + 5e-4, rel=1e-4)
+        assert rep["bottom"][0] == pytest.approx(float(eig[0]) + 5e-4, abs=1e-5)
+    # Positive spectrum: the ratio is reported.
+    assert with_wd["lambda_max_over_min"] == pytest.approx(
+        sum(r["top"][0] / r["bottom"][0] for r in with_wd["per_repeat"]) / 2
+    )
+    adamw = probe.run(context(model, optimizer=ADAMW), cfg)
+    assert adamw["weight_decay"] == 0.0
+    assert adamw["per_repeat"][0]["top"][0] == pytest.approx(float(dense[0][-1]), rel=1e-4)
+
+
+def test_pyhessian_backend_agrees_within_its_tolerance():
+    model = tiny_cnn()
+    cfg = probe_cfg(
+        "lanczos",
+        n_samples=N,
+        repeats=1,
+        k=2,
+        max_iters=60,
+        hutchinson_samples=2,
+        slq_vectors=1,
+        slq_iters=5,
+        backend="pyhessian",
+        pyhessian_top_n=1,
+    )
+    state = torch.get_rng_state()
+    result = probe.run(context(model), cfg)
+    assert torch.equal(state, torch.get_rng_state())  # its global-RNG draws are forked away
+    assert all(p.grad is None for p in model.parameters())
+    ours, theirs = result["per_repeat"][0]["top"][0], result["per_repeat"][0]["pyhessian_top"][0]
+    assert theirs == pytest.approx(ours, rel=2e-2)
+    assert probe.tables(result)["eigenvalues"][1][-1][1] == "pyhessian_top"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"k": 0}, "probe.k"),
+        ({"k": 2.5}, "probe.k"),
+        ({"k": 80}, "probe.k=80"),
+        ({"max_iters": 3}, "probe.max_iters"),
+        ({"backend": "scipy"}, "probe.backend"),
+        ({"repeats": 0}, "probe.repeats"),
+        ({"hutchinson_samples": 1}, "probe.hutchinson_samples"),
+    ],
+)
+def test_bad_settings_name_the_key(override, message):
+    cfg = probe_cfg(
+        "lanczos",
+        n_samples=10,
+        repeats=1,
+        k=2,
+        max_iters=10,
+    )
+    for key, value in override.items():
+        cfg[key] = value
+    with pytest.raises(ValueError, match=message):
+        probe.run(context(tiny_cnn()), cfg)
+
+
+def test_cli_writes_json_and_figure(tmp_path):
+    args = [
+        *TINY,
+        "probe=lanczos",
+        "probe.n_samples=64",
+        "probe.repeats=2",
+        "probe.k=2",
+        "probe.max_iters=12",
+        "probe.hutchinson_samples=3",
+        "probe.slq_vectors=1",
+        "probe.slq_iters=8",
+        "hydra.run.dir=job",
+    ]
+    r = subprocess.run(
+        [sys.executable, "-m", "losslands", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    record = read_json(tmp_path / "job" / "probes" / "lanczos.json")
+    assert record["status"] == "completed" and record["config"]["k"] == 2
+    assert len(record["result"]["per_repeat"]) == 2
+    assert record["scalars"]["lambda_max"] > 0 and record["scalars"]["matvecs"] > 0
+    assert (tmp_path / "job" / "probes" / "lanczos.png").stat().st_size > 0

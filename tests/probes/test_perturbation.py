@@ -1,0 +1,175 @@
+"""probe=perturbation: exact finite differences on polynomials, dense Hessians on a tiny CNN."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+from tests.conftest import TINY
+from tests.probes.tiny_curvature import (
+    context,
+    dense_hessian,
+    one_thread,  # noqa: F401 - fixture
+    probe_cfg,
+    tiny_cnn,
+)
+from torch import nn
+
+from losslands.directions import filter_normalized_direction
+from losslands.flat import get_flat, set_flat
+from losslands.io import read_json
+from losslands.probes import perturbation as probe
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+N = 100
+MAGNITUDES = probe.eps_magnitudes(1e-3, 1.0, 13)
+
+
+def test_grid_is_symmetric_log_spaced_and_holds_zero():
+    grid = probe.symmetric_grid(MAGNITUDES)
+    assert len(grid) == 27 and grid[13] == 0.0
+    assert grid[14] == pytest.approx(1e-3) and grid[-1] == pytest.approx(1.0)
+    assert all(grid[13 + j] == -grid[13 - j] for j in range(14))
+    ratios = [b / a for a, b in zip(MAGNITUDES, MAGNITUDES[1:], strict=False)]
+    assert ratios == pytest.approx([10**0.25] * 12)
+    with pytest.raises(ValueError, match="probe.eps_min"):
+        probe.eps_magnitudes(1.0, 1e-3, 13)
+
+
+def test_central_difference_is_exact_on_a_quadratic():
+    def f(x):
+        return 3.5 * x**2 - 2.0 * x + 0.7
+
+    for eps in MAGNITUDES:
+        assert probe.fd_curvature(f, eps) == pytest.approx(7.0, rel=1e-9)
+
+
+def test_central_difference_error_on_a_quartic_is_the_eps_squared_term():
+    # f = x^2 + x^4: f(e) + f(-e) - 2 f(0) = 2 e^2 + 2 e^4, so the estimate is 2 + 2 e^2.
+    def f(x):
+        return x**2 + x**4
+
+    for eps in MAGNITUDES:
+        assert probe.fd_curvature(f, eps) == pytest.approx(2.0 + 2.0 * eps**2, rel=1e-9)
+    assert probe.fd_curvature(f, 1.0) == pytest.approx(4.0)
+
+
+@pytest.fixture(scope="module")
+def outcome(one_thread):  # noqa: F811
+    model = tiny_cnn()
+    ctx = context(model)
+    cfg = probe_cfg("perturbation", n_samples=N, max_iters=150, tol=1e-8)
+    x, y = ctx.probe_data(N, index=0)
+    return SimpleNamespace(
+        model=model,
+        ctx=ctx,
+        cfg=cfg,
+        x=x,
+        y=y,
+        result=probe.run(ctx, cfg),
+        hessian=dense_hessian(model, x, y),
+    )
+
+
+def test_small_step_curvature_matches_the_dense_top_eigenvalue(outcome):
+    r = outcome.result
+    top = float(torch.linalg.eigvalsh(outcome.hessian)[-1])
+    assert r["lambda_top"] == pytest.approx(top, rel=1e-5)
+    assert r["fd_curvature_small"] == pytest.approx(top, rel=1e-4)
+    assert r["rel_error_small"] == pytest.approx(
+        abs(r["fd_curvature_small"] - r["lambda_top"]) / r["lambda_top"]
+    )
+    assert r["rel_error_small"] < 1e-4
+    assert len(r["eps"]) == len(r["loss_top"]) == 27 and len(r["curvature_top"]) == 13
+    assert abs(r["fd_curvature_large"] - top) > 1e-3 * top  # the quadratic model fails at eps=1
+
+
+def test_losses_are_the_model_loss_at_the_shifted_weights(outcome):
+    r = outcome.result
+    model = copy.deepcopy(outcome.model).double().eval()
+    theta = get_flat(model)
+    with torch.no_grad():
+        assert r["loss_top"][13] == pytest.approx(
+            float(nn.functional.cross_entropy(model(outcome.x.double()), outcome.y)), rel=1e-12
+        )
+    assert r["loss_range"] == pytest.approx(max(r["loss_top"]) - min(r["loss_top"]))
+    # Along the random direction at eps = -1: rebuild d and evaluate the model directly.
+    d = filter_normalized_direction(outcome.model, torch.Generator().manual_seed(0)).double()
+    set_flat(model, theta - d / d.norm())
+    with torch.no_grad():
+        direct = float(nn.functional.cross_entropy(model(outcome.x.double()), outcome.y))
+    assert r["loss_random"][0] == pytest.approx(direct, rel=1e-9)
+
+
+def test_random_curvature_is_the_rayleigh_quotient(outcome):
+    d = filter_normalized_direction(outcome.model, torch.Generator().manual_seed(0)).double()
+    rq = float(d @ outcome.hessian @ d / (d @ d))
+    r = outcome.result
+    assert r["random_rayleigh"] == pytest.approx(rq, rel=1e-4)
+    assert r["random_curvature_small"] == pytest.approx(rq, rel=1e-3)
+    assert r["random_direction_norm"] == pytest.approx(1.0)
+    assert r["random_filter_norm"] == pytest.approx(float(d.norm()), rel=1e-6)
+
+
+def test_filter_scale_keeps_li_et_al_length_and_per_unit_curvature(outcome):
+    cfg = outcome.cfg.copy()
+    cfg.random_scale = "filter"
+    r = probe.run(outcome.ctx, cfg)
+    assert r["random_direction_norm"] == pytest.approx(
+        outcome.result["random_filter_norm"], rel=1e-6
+    )
+    assert r["random_curvature_small"] == pytest.approx(outcome.result["random_rayleigh"], rel=1e-3)
+
+
+def test_scalars_plot_tables(outcome):
+    s = probe.scalars(outcome.result)
+    assert set(s) == {
+        "lambda_top",
+        "fd_curvature_small",
+        "fd_curvature_large",
+        "loss_range",
+        "random_curvature_small",
+        "rel_error_small",
+    }
+    assert len(probe.plot(outcome.result).axes) == 2
+    t = probe.tables(outcome.result)
+    assert len(t["loss"][1]) == 27 and len(t["curvature"][1]) == 13
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("random_scale", "gauss"), ("loss_dtype", "half"), ("n_samples", 0), ("eps_min", 0.0)],
+)
+def test_bad_settings_name_the_key(key, value):
+    cfg = probe_cfg("perturbation", n_samples=10)
+    cfg[key] = value
+    with pytest.raises(ValueError, match=f"probe.{key}"):
+        probe.run(context(tiny_cnn()), cfg)
+
+
+def test_cli_writes_json_and_figure(tmp_path):
+    args = [
+        *TINY,
+        "probe=perturbation",
+        "probe.n_samples=64",
+        "probe.max_iters=20",
+        "hydra.run.dir=job",
+    ]
+    r = subprocess.run(
+        [sys.executable, "-m", "losslands", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    record = read_json(tmp_path / "job" / "probes" / "perturbation.json")
+    assert record["status"] == "completed" and len(record["result"]["eps"]) == 27
+    assert set(record["scalars"]) >= {"lambda_top", "fd_curvature_small", "rel_error_small"}
+    assert (tmp_path / "job" / "probes" / "perturbation.png").stat().st_size > 0

@@ -1,0 +1,96 @@
+"""Shared ground-truth builders for the curvature probe tests (not a test file).
+
+A BatchNorm CNN small enough (a few hundred parameters) for dense float64 Hessians and per-sample
+gradient loops on CIFAR-shaped synthetic images, a :class:`ProbeContext` around it, and probe
+configs read from ``conf/probe/<name>.yaml`` with overrides.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from losslands.config import conf_dir
+from losslands.data.datamodule import CIFAR10DataModule
+from losslands.flat import flat_loss, get_flat
+from losslands.probes.base import ProbeContext
+
+SGD = {"_target_": "torch.optim.SGD", "name": "sgd", "lr": 0.1, "weight_decay": 5e-4}
+ADAMW = {"_target_": "torch.optim.AdamW", "name": "adamw", "lr": 1e-3, "weight_decay": 1e-2}
+
+
+def tiny_cnn(seed: int = 0, convex: bool = False) -> nn.Module:
+    """Conv(3->2, stride 4) - BatchNorm - Tanh - AvgPool - Linear: 150 parameters.
+
+    BatchNorm gets non-trivial running statistics so eval mode matters. ``convex``: pooled
+    pixels into a linear layer (logistic regression, 130 parameters), whose loss is convex.
+    """
+    torch.manual_seed(seed)
+    if convex:
+        return nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(12, 10))
+    model = nn.Sequential(
+        nn.Conv2d(3, 2, 3, stride=4),
+        nn.BatchNorm2d(2),
+        nn.Tanh(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    )
+    with torch.no_grad():
+        model[1].running_mean.copy_(torch.tensor([0.3, -0.2]))
+        model[1].running_var.copy_(torch.tensor([1.5, 0.7]))
+        model[1].weight.copy_(torch.tensor([1.3, 0.8]))
+        model[1].bias.copy_(torch.tensor([0.1, -0.4]))
+    return model.eval()
+
+
+def datamodule(n_train: int = 600, batch_size: int = 32) -> CIFAR10DataModule:
+    dm = CIFAR10DataModule(
+        synthetic=True, synthetic_train=n_train, synthetic_test=20, batch_size=batch_size
+    )
+    dm.setup()
+    return dm
+
+
+def context(
+    model: nn.Module, optimizer: dict | None = None, n_train: int = 600, batch_size: int = 32
+) -> ProbeContext:
+    cfg = OmegaConf.create(
+        {"optimizer": optimizer or SGD, "data": {"batch_size": batch_size}, "seed": 0}
+    )
+    return ProbeContext(
+        model=model.float().eval(),
+        datamodule=datamodule(n_train, batch_size),
+        cfg=cfg,
+        device=torch.device("cpu"),
+        quiet=True,
+    )
+
+
+def probe_cfg(name: str, **overrides) -> DictConfig:
+    """``conf/probe/<name>.yaml`` with keys replaced."""
+    cfg = OmegaConf.load(conf_dir() / "probe" / f"{name}.yaml")
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
+
+
+def dense_hessian(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """``torch.func.hessian`` of the mean cross-entropy in float64 on an eval-mode copy."""
+    ref = copy.deepcopy(model).double().eval()
+    f = flat_loss(ref, nn.CrossEntropyLoss(), (x.double(), y))
+    return torch.func.hessian(f)(get_flat(ref))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a test module on one CPU thread: on a loaded 2-core machine, small autograd ops are ~20x
+    faster than with two contending threads. Restores the previous setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
