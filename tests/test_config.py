@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -12,7 +9,7 @@ from omegaconf import OmegaConf
 
 from losslands.config import conf_dir
 from losslands.training.fit import build_model, build_optimizer
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, run_cli
 
 
 def options(group: str) -> list[str]:
@@ -86,18 +83,13 @@ def test_data_config_instantiates(tmp_path):
     assert dm.batch_size == 128
 
 
-def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "losslands", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
-
-
 def test_unknown_option_lists_valid_ones(tmp_path):
-    r = _cli("optimizer=adamx", "--cfg", "job", cwd=tmp_path)
+    r = run_cli("optimizer=adamx", "--cfg", "job", cwd=tmp_path, ok=False, timeout=120)
     assert r.returncode != 0
     msg = r.stdout + r.stderr
     assert "adamx" in msg and "adamw" in msg and "momentum" in msg
 
 
 def test_cli_finds_configs_from_any_directory(tmp_path):
-    r = _cli("optimizer=adamw", "--cfg", "job", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    r = run_cli("optimizer=adamw", "--cfg", "job", cwd=tmp_path, timeout=120)
     assert "AdamW" in r.stdout and "weight_decay: 0.01" in r.stdout

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from tests.conftest import TINY, compose_cfg
 from torch import nn
 
 from losslands.flat import get_flat, set_flat
-from losslands.io import read_json, to_jsonable
+from losslands.io import to_jsonable
 from losslands.probes import autoneb
 from losslands.probes._pairwise import (
     PointEvaluator,
@@ -24,10 +21,10 @@ from losslands.probes._pairwise import (
     probe_batches,
     train_batches,
 )
-from losslands.probes.base import ProbeContext, evaluate
-from losslands.training.fit import build_datamodule, build_model
+from losslands.probes.base import evaluate
+from tests.conftest import TINY, assert_probe_outputs, compose_cfg, run_probe_cli
+from tests.probes.tiny_jobs import conv_bn, hand_line, job_context, mlp_pair
 
-CPU = torch.device("cpu")
 SMALL = (
     "probe.n_samples=96",
     "probe.cycles=2",
@@ -40,17 +37,8 @@ SMALL = (
 
 def _ctx(tmp_path, *overrides):
     cfg = compose_cfg(tmp_path, *TINY, "probe=autoneb", *SMALL, *overrides)
-    model_a = build_model(cfg).eval()
-    model_b = build_model(compose_cfg(tmp_path, *TINY, "seed=5")).eval()
-    ctx = ProbeContext(
-        model=model_a,
-        datamodule=build_datamodule(cfg),
-        cfg=cfg,
-        device=CPU,
-        load_other=lambda o: model_b,
-        quiet=True,
-    )
-    return ctx, cfg, model_b
+    model_a, model_b = mlp_pair(tmp_path, seed_b=5)
+    return job_context(cfg, model_a, other=model_b), cfg, model_b
 
 
 def test_profiles_barriers_and_a_light_result(tmp_path):
@@ -63,12 +51,7 @@ def test_profiles_barriers_and_a_light_result(tmp_path):
     )
     assert out["dense_losses"][0] == out["loss_a"] and out["dense_losses"][-1] == out["loss_b"]
     # the straight line, evaluated on hand-interpolated models
-    ta, tb = get_flat(ctx.model), get_flat(model_b)
-    manual = copy.deepcopy(ctx.model)
-    expected = []
-    for t in out["linear_t"]:
-        set_flat(manual, (1 - t) * ta + t * tb)
-        expected.append(evaluate(manual, data)["loss"])
+    expected = [m["loss"] for m in hand_line(ctx.model, model_b, out["linear_t"], data)]
     assert out["linear_t"] == pytest.approx(np.linspace(0, 1, 5).tolist())
     np.testing.assert_allclose(out["linear_losses"], expected, rtol=1e-5)
     ends = max(loss_a, loss_b)
@@ -108,14 +91,7 @@ def test_batch_loss_uses_batch_statistics_and_leaves_the_model_alone():
 
 def test_evaluator_loss_refreshes_batchnorm_statistics_at_every_point(tmp_path):
     ctx, _, _ = _ctx(tmp_path)
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, stride=4),
-        nn.BatchNorm2d(4),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(4 * 64, 10),
-    ).eval()
+    model = conv_bn()
     ctx.model = model
     evaluator = PointEvaluator(model, ctx.loss_fn, bn_data(ctx, 2))
     data = probe_batches(ctx, 96)
@@ -139,24 +115,7 @@ def test_train_batches_reshuffle_every_pass_and_are_reproducible(tmp_path):
 
 
 def test_cli_writes_json_and_figure(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "losslands",
-            *TINY,
-            "trainer.max_epochs=1",
-            "probe=autoneb",
-            *SMALL,
-            "hydra.run.dir=job",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    rec = read_json(tmp_path / "job" / "probes" / "autoneb.json")
-    assert rec["status"] == "completed" and rec["result"]["pair"] == "sgd-momentum"
-    assert {"barrier", "linear_barrier", "saddle_t", "n_pivots", "cycles"} == set(rec["scalars"])
-    assert (tmp_path / "job" / "probes" / "autoneb.png").stat().st_size > 0
+    job = run_probe_cli(tmp_path, "autoneb", "trainer.max_epochs=1", *SMALL)
+    scalars = {"barrier", "linear_barrier", "saddle_t", "n_pivots", "cycles"}
+    rec = assert_probe_outputs(job, "autoneb", scalars)
+    assert rec["result"]["pair"] == "sgd-momentum"

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from tests.conftest import TINY, compose_cfg
 from torch import nn
 
-from losslands.flat import get_flat, set_flat
-from losslands.io import read_json
+from losslands.flat import get_flat
 from losslands.probes import interpolation
 from losslands.probes._pairwise import (
     PointEvaluator,
@@ -22,38 +18,20 @@ from losslands.probes._pairwise import (
     recompute_bn,
     split_batches,
 )
-from losslands.probes.base import ProbeContext, evaluate
-from losslands.training.fit import build_datamodule, build_model
+from losslands.probes.base import evaluate
+from tests.conftest import TINY, assert_probe_outputs, compose_cfg, run_probe_cli
+from tests.probes.tiny_jobs import hand_line, job_context, mlp_pair
 
-CPU = torch.device("cpu")
 SMALL = ("probe.n_samples=96", "probe.test_samples=80", "probe.n_points=7", "probe.bn_batches=2")
 
 
 def _ctx(tmp_path, model, other, *overrides, calls=None):
     cfg = compose_cfg(tmp_path, *TINY, "probe=interpolation", *SMALL, *overrides)
-
-    def load_other(o):
-        if calls is not None:
-            calls.append(dict(o))
-        return other
-
-    return ProbeContext(
-        model=model.eval(),
-        datamodule=build_datamodule(cfg),
-        cfg=cfg,
-        device=CPU,
-        load_other=load_other,
-        quiet=True,
-    ), cfg
-
-
-def _mlps(tmp_path):
-    cfg = compose_cfg(tmp_path, *TINY)
-    return build_model(cfg).eval(), build_model(compose_cfg(tmp_path, *TINY, "seed=3")).eval()
+    return job_context(cfg, model, other=other, calls=calls), cfg
 
 
 def test_curve_matches_hand_interpolated_models_and_barriers(tmp_path):
-    model_a, model_b = _mlps(tmp_path)
+    model_a, model_b = mlp_pair(tmp_path, seed_b=3)
     calls = []
     ctx, cfg = _ctx(tmp_path, model_a, model_b, calls=calls)
     out = interpolation.run(ctx, cfg.probe)
@@ -72,8 +50,6 @@ def test_curve_matches_hand_interpolated_models_and_barriers(tmp_path):
         and 0.0 in alphas
         and 1.0 in alphas
     )
-    ta, tb = get_flat(model_a), get_flat(model_b)
-    manual = copy.deepcopy(model_a)
     for name, batches in data.items():
         # the endpoints reproduce the two models' own losses and accuracies
         for model, alpha in ((model_a, 0.0), (model_b, 1.0)):
@@ -81,10 +57,7 @@ def test_curve_matches_hand_interpolated_models_and_barriers(tmp_path):
             i = alphas.index(alpha)
             assert out[f"{name}_loss"][i] == pytest.approx(own["loss"], rel=1e-6)
             assert out[f"{name}_acc"][i] == own["acc"]
-        expected = []
-        for alpha in alphas:
-            set_flat(manual, (1 - alpha) * ta + alpha * tb)
-            expected.append(evaluate(manual, batches))
+        expected = hand_line(model_a, model_b, alphas, batches)
         loss = np.array([e["loss"] for e in expected])
         acc = np.array([e["acc"] for e in expected])
         np.testing.assert_allclose(out[f"{name}_loss"], loss, rtol=1e-6)
@@ -150,7 +123,7 @@ def test_batchnorm_statistics_are_recomputed_on_training_batches(tmp_path):
 
 
 def test_recompute_without_batchnorm_changes_nothing(tmp_path):
-    model_a, model_b = _mlps(tmp_path)
+    model_a, model_b = mlp_pair(tmp_path, seed_b=3)
     ctx, _ = _ctx(tmp_path, model_a, model_b)
     before = copy.deepcopy(model_a.state_dict())
     assert bn_data(ctx, 5) is None
@@ -173,7 +146,7 @@ def test_default_partner_follows_the_study_cycle(tmp_path, own, partner):
 
 
 def test_null_other_resolves_in_python_and_same_weights_are_refused(tmp_path):
-    model_a, _ = _mlps(tmp_path)
+    model_a, _ = mlp_pair(tmp_path, seed_b=3)
     calls = []
     ctx, cfg = _ctx(
         tmp_path,
@@ -189,29 +162,16 @@ def test_null_other_resolves_in_python_and_same_weights_are_refused(tmp_path):
 
 
 def test_cli_writes_json_and_figure(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "losslands",
-            *TINY,
-            "trainer.max_epochs=1",
-            "probe=interpolation",
-            "probe.n_samples=64",
-            "probe.test_samples=64",
-            "probe.n_points=5",
-            "hydra.run.dir=job",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    job = run_probe_cli(
+        tmp_path,
+        "interpolation",
+        "trainer.max_epochs=1",
+        "probe.n_samples=64",
+        "probe.test_samples=64",
+        "probe.n_points=5",
     )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    rec = read_json(tmp_path / "job" / "probes" / "interpolation.json")
-    assert rec["status"] == "completed" and rec["config"]["other"] == {"optimizer": "momentum"}
-    assert (
-        rec["result"]["pair"] == "sgd-momentum" and len(rec["result"]["train_loss"]) == 7
-    )  # 5 points + 0 and 1
-    assert {"barrier", "test_barrier", "acc_barrier", "loss_a", "loss_b"} <= set(rec["scalars"])
-    assert (tmp_path / "job" / "probes" / "interpolation.png").stat().st_size > 0
+    scalars = {"barrier", "test_barrier", "acc_barrier", "loss_a", "loss_b"}
+    rec = assert_probe_outputs(job, "interpolation", scalars, exact=False)
+    assert rec["config"]["other"] == {"optimizer": "momentum"}
+    # 5 points + 0 and 1
+    assert rec["result"]["pair"] == "sgd-momentum" and len(rec["result"]["train_loss"]) == 7

@@ -4,21 +4,15 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-import torch
-from tests.conftest import TINY, compose_cfg
 
 from losslands.flat import num_params
-from losslands.io import read_json
 from losslands.probes import intrinsic_dim
-from losslands.probes.base import ProbeContext
 from losslands.training import fit
-
-CPU = torch.device("cpu")
+from tests.conftest import TINY, assert_probe_outputs, compose_cfg, run_probe_cli
+from tests.probes.tiny_jobs import job_context
 
 
 def test_d_int_is_the_first_crossing_and_interpolates_in_log_d():
@@ -55,9 +49,7 @@ def _trained_ctx(tmp_path, *overrides):
     )
     dm = fit.build_datamodule(cfg)
     trained = fit.train_or_reuse(cfg, datamodule=dm)
-    return ProbeContext(
-        model=trained.model.eval(), datamodule=dm, cfg=cfg, device=CPU, quiet=True
-    ), cfg
+    return job_context(cfg, trained.model, datamodule=dm), cfg
 
 
 def test_full_dimension_reaches_the_full_space_accuracy(tmp_path):
@@ -81,30 +73,18 @@ def test_full_dimension_reaches_the_full_space_accuracy(tmp_path):
 
 
 def test_cli_writes_json_and_figure(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "losslands",
-            *TINY,
-            "trainer.max_epochs=1",
-            "probe=intrinsic_dim",
-            "probe.dims=[2,8]",
-            "probe.seeds=[0,1]",
-            "probe.epochs=1",
-            "hydra.run.dir=job",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    job = run_probe_cli(
+        tmp_path,
+        "intrinsic_dim",
+        "trainer.max_epochs=1",
+        "probe.dims=[2,8]",
+        "probe.seeds=[0,1]",
+        "probe.epochs=1",
     )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    rec = read_json(tmp_path / "job" / "probes" / "intrinsic_dim.json")
-    res = rec["result"]
-    assert rec["status"] == "completed" and res["n_seeds"] == 2 and len(res["runs"]) == 4
+    scalars = {"d_int90", "d_int90_interp", "full_acc", "acc_d2", "acc_d8"}
+    res = assert_probe_outputs(job, "intrinsic_dim", scalars)["result"]
+    assert res["n_seeds"] == 2 and len(res["runs"]) == 4
     acc = np.array(res["acc"])
     np.testing.assert_allclose(res["acc_mean"], acc.mean(0))
     np.testing.assert_allclose(res["acc_std"], acc.std(0, ddof=1))
-    assert {"d_int90", "d_int90_interp", "full_acc", "acc_d2", "acc_d8"} == set(rec["scalars"])
     assert (tmp_path / "job" / "probes" / "intrinsic_dim.png").stat().st_size > 0

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
-from tests.conftest import TINY
-from tests.probes.tiny_curvature import (
-    context,
-    dense_hessian,
-    one_thread,  # noqa: F401 - fixture
-    probe_cfg,
-    tiny_cnn,
-)
 from torch import nn
 
 from losslands.flat import trainable
-from losslands.io import read_json
 from losslands.probes import noise as probe
+from tests.conftest import assert_probe_outputs, run_probe_cli
+from tests.probes.tiny_curvature import assert_refused, context, dense_hessian, probe_cfg, tiny_cnn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 N, NS, BATCH = 120, [8, 30, 120, 400], 32
@@ -56,7 +46,7 @@ def dense_truth(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str,
 
 
 @pytest.fixture(scope="module")
-def outcome(one_thread):  # noqa: F811
+def outcome(one_thread):
     model = tiny_cnn()
     ctx = context(model, batch_size=BATCH)
     cfg = probe_cfg("noise", n_samples=N, repeats=2, ns=NS, max_iters=150, tol=1e-8, chunk_size=16)
@@ -122,35 +112,18 @@ def test_scalars_plot_tables(outcome):
 )
 def test_bad_settings_name_the_key(override, key):
     cfg = probe_cfg("noise", n_samples=10, repeats=1, ns=[4])
-    for k, v in override.items():
-        cfg[k] = v
-    with pytest.raises(ValueError, match=key):
-        probe.run(context(tiny_cnn()), cfg)
+    assert_refused(probe, cfg, override, key)
 
 
 def test_cli_writes_json_and_figure(tmp_path):
-    args = [
-        *TINY,
-        "probe=noise",
+    job = run_probe_cli(
+        tmp_path,
+        "noise",
         "probe.n_samples=64",
         "probe.repeats=2",
         "probe.ns=[16,64]",
         "probe.max_iters=10",
-        "hydra.run.dir=job",
-    ]
-    r = subprocess.run(
-        [sys.executable, "-m", "losslands", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    record = read_json(tmp_path / "job" / "probes" / "noise.json")
-    assert record["status"] == "completed"
-    assert {"lambda_c", "ratio", "ratio_n16", "ratio_n64", "lambda_c_over_b"} <= set(
-        record["scalars"]
-    )
+    scalars = {"lambda_c", "ratio", "ratio_n16", "ratio_n64", "lambda_c_over_b"}
+    record = assert_probe_outputs(job, "noise", scalars, exact=False)
     assert record["result"]["batch_size"] == 64
-    assert (tmp_path / "job" / "probes" / "noise.png").stat().st_size > 0

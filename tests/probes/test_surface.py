@@ -3,36 +3,23 @@ error) against its closed form; grid and summary arithmetic."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
-from tests.conftest import TINY, compose_cfg
-from torch import nn
 from torch.nn import functional as F
 
 from losslands.directions import filter_normalized_direction
 from losslands.flat import unflatten
-from losslands.io import read_json
 from losslands.probes import surface
 from losslands.probes._pairwise import probe_batches
-from losslands.probes.base import ProbeContext, evaluate
-from losslands.training.fit import build_datamodule, build_model
-
-CPU = torch.device("cpu")
+from losslands.probes.base import evaluate
+from tests.conftest import TINY, assert_probe_outputs, compose_cfg, run_probe_cli
+from tests.probes.tiny_jobs import conv_bn, job_context
 
 
 def _ctx(tmp_path, *overrides, loss_fn=None):
     cfg = compose_cfg(tmp_path, *TINY, "probe=surface", "probe.n_samples=96", *overrides)
-    ctx = ProbeContext(
-        model=build_model(cfg).eval(),
-        datamodule=build_datamodule(cfg),
-        cfg=cfg,
-        device=CPU,
-        quiet=True,
-    )
+    ctx = job_context(cfg)
     if loss_fn is not None:
         ctx.loss_fn = loss_fn
     return ctx, cfg
@@ -108,16 +95,9 @@ def test_grid_axis_always_holds_the_centre():
 
 
 def test_batchnorm_recompute_is_optional(tmp_path):
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, stride=4),
-        nn.BatchNorm2d(4),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(4 * 64, 10),
-    )
+    model = conv_bn()
     ctx, cfg = _ctx(tmp_path, "probe.resolution=3")
-    ctx.model = model.eval()
+    ctx.model = model
     stored = surface.run(ctx, cfg.probe)
     assert not stored["bn_recomputed"]
     assert stored["loss_center"] == pytest.approx(
@@ -132,25 +112,9 @@ def test_batchnorm_recompute_is_optional(tmp_path):
 
 
 def test_cli_writes_json_and_figure(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "losslands",
-            *TINY,
-            "trainer.max_epochs=1",
-            "probe=surface",
-            "probe.n_samples=64",
-            "probe.resolution=3",
-            "hydra.run.dir=job",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    job = run_probe_cli(
+        tmp_path, "surface", "trainer.max_epochs=1", "probe.n_samples=64", "probe.resolution=3"
     )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    rec = read_json(tmp_path / "job" / "probes" / "surface.json")
-    assert rec["status"] == "completed" and np.array(rec["result"]["losses"]).shape == (3, 3)
-    assert {"loss_center", "loss_min", "loss_max", "sharpness_ratio"} == set(rec["scalars"])
-    assert (tmp_path / "job" / "probes" / "surface.png").stat().st_size > 0
+    scalars = {"loss_center", "loss_min", "loss_max", "sharpness_ratio"}
+    rec = assert_probe_outputs(job, "surface", scalars)
+    assert np.array(rec["result"]["losses"]).shape == (3, 3)

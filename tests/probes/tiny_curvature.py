@@ -8,6 +8,7 @@ configs read from ``conf/probe/<name>.yaml`` with overrides.
 from __future__ import annotations
 
 import copy
+from types import ModuleType
 
 import pytest
 import torch
@@ -79,18 +80,17 @@ def probe_cfg(name: str, **overrides) -> DictConfig:
     return cfg
 
 
+def assert_refused(probe: ModuleType, cfg: DictConfig, overrides: dict, message: str) -> None:
+    """``probe.run`` on :func:`tiny_cnn` refuses ``cfg`` with the keys ``overrides`` replaced,
+    with a ValueError matching ``message``."""
+    for key, value in overrides.items():
+        cfg[key] = value
+    with pytest.raises(ValueError, match=message):
+        probe.run(context(tiny_cnn()), cfg)
+
+
 def dense_hessian(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """``torch.func.hessian`` of the mean cross-entropy in float64 on an eval-mode copy."""
     ref = copy.deepcopy(model).double().eval()
     f = flat_loss(ref, nn.CrossEntropyLoss(), (x.double(), y))
     return torch.func.hessian(f)(get_flat(ref))
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Run a test module on one CPU thread: on a loaded 2-core machine, small autograd ops are ~20x
-    faster than with two contending threads. Restores the previous setting."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

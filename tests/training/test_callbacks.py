@@ -8,11 +8,11 @@ import pytest
 import scipy.sparse.linalg
 import torch
 from lightning.pytorch.callbacks import Callback
-from tests.conftest import TINY, compose_cfg
-from tests.probes.tiny_curvature import dense_hessian, one_thread  # noqa: F401 - fixture
 
 from losslands.training import fit
 from losslands.training.callbacks import CurvatureCallback
+from tests.conftest import TINY, compose_cfg
+from tests.probes.tiny_curvature import dense_hessian
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -36,7 +36,7 @@ def _strip(history):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, one_thread):  # noqa: F811
+def runs(tmp_path_factory, one_thread):
     root = tmp_path_factory.mktemp("callbacks")
     cfg = compose_cfg(root / "with", *SMALL, *PROBES)
     with_cb = fit.train_or_reuse(cfg)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from losslands.loggers import read_offline_run
 from losslands.training import fit
 from losslands.training.cache import TrainingCache
 from losslands.training.module import DivergenceError
-from tests.conftest import TINY, compose_cfg
+from tests.conftest import TINY, compose_cfg, run_cli
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -105,14 +103,8 @@ def test_concurrent_jobs_train_once(tmp_path):
     assert sorted([q.get(), q.get()]) == [False, True]
 
 
-def _cli(*args, cwd):
-    r = subprocess.run([sys.executable, "-m", "losslands", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return r
-
-
 def test_cli_offline_wandb_run_holds_the_metrics(tmp_path):
-    _cli(*TINY, "logger=wandb", "probe=eval", "hydra.run.dir=job", cwd=tmp_path)
+    run_cli(*TINY, "logger=wandb", "probe=eval", "hydra.run.dir=job", cwd=tmp_path)
     job = tmp_path / "job"
     result = read_json(job / "probes" / "eval.json")
     assert result["status"] == "completed" and result["probe"] == "eval" and result["seconds"] > 0
@@ -126,13 +118,13 @@ def test_cli_offline_wandb_run_holds_the_metrics(tmp_path):
     assert run["summary"]["val/acc"] == pytest.approx(summary["final"]["val/acc"])
     assert (job / "csv" / "metrics.csv").read_text().count("\n") >= 3
     # A second job with the same training config reuses the cache and logs as a probe job.
-    _cli(*TINY, "logger=wandb", "probe=eval", "hydra.run.dir=job2", cwd=tmp_path)
+    run_cli(*TINY, "logger=wandb", "probe=eval", "hydra.run.dir=job2", cwd=tmp_path)
     run2 = read_offline_run(next((tmp_path / "job2" / "wandb").glob("offline-run-*")))
     assert run2["run"]["job_type"] == "probe"
 
 
 def test_multirun_over_optimizers_and_seeds(tmp_path):
-    _cli("-m", *TINY, "trainer.max_epochs=1", "optimizer=sgd,momentum,adamw", "seed=0,1",
+    run_cli("-m", *TINY, "trainer.max_epochs=1", "optimizer=sgd,momentum,adamw", "seed=0,1",
          "hydra.sweep.dir=sweep", cwd=tmp_path)
     jobs = sorted((tmp_path / "sweep").glob("*/probes/eval.json"))
     assert len(jobs) == 6

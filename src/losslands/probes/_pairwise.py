@@ -1,6 +1,7 @@
 """Plumbing shared by the parameter-space probes (interpolation, autoneb, curve, surface,
 intrinsic_dim): the second endpoint of a pairwise probe, a model evaluated at arbitrary flat
-parameters (with BatchNorm statistics recomputed there), mini-batch losses and data streams.
+parameters (with BatchNorm statistics recomputed there), mini-batch losses and data streams,
+and the problem the curved-path probes (autoneb, curve) share.
 
 BatchNorm: the running statistics stored in a checkpoint belong to that checkpoint's weights;
 at any other point of parameter space they are stale. Following Garipov et al. (2018), "Loss
@@ -333,3 +334,85 @@ class StepProgress:
     def __exit__(self, *_: Any) -> None:
         for _ in self._bar:
             pass
+
+
+@dataclass
+class PathProblem:
+    """What the curved-path probes (AutoNEB, Bézier curve) optimise and measure.
+
+    Attributes:
+        ends: the two endpoints.
+        batch_loss: mini-batch training loss ``f(theta, batch)`` (see :func:`batch_loss`).
+        train_batches: shuffled, unaugmented training mini-batches, a fresh order every pass.
+        eval_batches: the fixed train probe subset.
+        eval_loss: differentiable loss on ``eval_batches`` (BatchNorm recomputed at every point).
+    """
+
+    ends: Endpoints
+    batch_loss: Callable[[Tensor, Batch], Tensor]
+    train_batches: EpochBatches
+    eval_batches: list[Batch]
+    eval_loss: Callable[[Tensor], Tensor]
+
+    @property
+    def n_eval(self) -> int:
+        """Number of samples in the evaluation set."""
+        return sum(len(x) for x, _ in self.eval_batches)
+
+    def optimise(
+        self,
+        ctx: ProbeContext,
+        method: Callable[..., Any],
+        n_steps: int,
+        desc: str,
+        /,
+        **kwargs: Any,
+    ) -> Any:
+        """``method(batch_loss, theta_a, theta_b, train_batches, eval_loss=..., **kwargs)`` (the
+        shared signature of :func:`losslands.paths.autoneb` and
+        :func:`losslands.paths.bezier_curve`) under a progress bar of ``n_steps`` steps.
+        Positional-only, so ``kwargs`` may hold any of the method's own keywords."""
+        with StepProgress(ctx, n_steps, desc) as bar:
+            return method(
+                self.batch_loss,
+                self.ends.theta_a,
+                self.ends.theta_b,
+                self.train_batches,
+                eval_loss=self.eval_loss,
+                progress=bar,
+                **kwargs,
+            )
+
+    def summary(self, res: Any, line: dict[str, Any]) -> dict[str, Any]:
+        """The result keys every curved-path probe reports first: the partner, the pair, the
+        path's barrier and saddle position (``res``) and the straight line's barrier."""
+        return {
+            "other": self.ends.name_b,
+            "pair": self.ends.pair,
+            "barrier": res.barrier,
+            "linear_barrier": line["barrier"],
+            "saddle_t": res.saddle_t,
+        }
+
+    def straight_line(self, ctx: ProbeContext, n_points: int) -> dict[str, Any]:
+        """:func:`line_profile` of the evaluation loss between the endpoints, with a progress bar."""
+        with StepProgress(ctx, n_points, "straight line") as bar:
+            return line_profile(
+                self.eval_loss, self.ends.theta_a, self.ends.theta_b, n_points, progress=bar
+            )
+
+
+def path_problem(ctx: ProbeContext, cfg: DictConfig) -> PathProblem:
+    """The :class:`PathProblem` that ``cfg`` describes: ``probe.other`` (or ``probe.pairs``),
+    ``bn_batches``, ``n_samples``, ``batch_size`` (null: ``data.batch_size``) and ``seed``."""
+    ends = load_endpoints(ctx, cfg)
+    evaluator = PointEvaluator(ctx.model, ctx.loss_fn, bn_data(ctx, int(cfg.bn_batches)))
+    eval_batches = probe_batches(ctx, int(cfg.n_samples))
+    batch_size = int(cfg.batch_size or ctx.cfg.data.batch_size)
+    return PathProblem(
+        ends=ends,
+        batch_loss=batch_loss(ctx.model, ctx.loss_fn),
+        train_batches=train_batches(ctx, batch_size, seed=int(cfg.seed)),
+        eval_batches=eval_batches,
+        eval_loss=evaluator.loss(eval_batches),
+    )

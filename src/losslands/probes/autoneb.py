@@ -19,55 +19,34 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
 from losslands.paths import autoneb
-from losslands.probes._pairwise import (
-    PointEvaluator,
-    StepProgress,
-    batch_loss,
-    bn_data,
-    line_profile,
-    load_endpoints,
-    probe_batches,
-    train_batches,
-)
+from losslands.probes._pairwise import path_problem
 from losslands.probes.base import ProbeContext
 
 
 def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
-    ends = load_endpoints(ctx, cfg)
-    evaluator = PointEvaluator(ctx.model, ctx.loss_fn, bn_data(ctx, int(cfg.bn_batches)))
-    eval_batches = probe_batches(ctx, int(cfg.n_samples))
-    eval_loss = evaluator.loss(eval_batches)
-    batch_size = int(cfg.batch_size or ctx.cfg.data.batch_size)
+    prob = path_problem(ctx, cfg)
+    ends = prob.ends
     cycles = int(cfg.cycles)
-    with StepProgress(ctx, cycles, "autoneb cycles") as bar:
-        res = autoneb(
-            batch_loss(ctx.model, ctx.loss_fn),
-            ends.theta_a,
-            ends.theta_b,
-            train_batches(ctx, batch_size, seed=int(cfg.seed)),
-            eval_loss=eval_loss,
-            n_pivots_init=int(cfg.n_pivots_init),
-            cycles=cycles,
-            steps_per_cycle=int(cfg.steps_per_cycle),
-            insert_threshold=float(cfg.insert_threshold),
-            lr_schedule=None if cfg.lr_schedule is None else [float(v) for v in cfg.lr_schedule],
-            momentum=float(cfg.momentum),
-            spring=float(cfg.spring),
-            dense_points=int(cfg.dense_points),
-            max_pivots=int(cfg.max_pivots),
-            progress=bar,
-        )
-    n_line = int(cfg.linear_points)
-    with StepProgress(ctx, n_line, "straight line") as bar:
-        line = line_profile(eval_loss, ends.theta_a, ends.theta_b, n_line, progress=bar)
+    res = prob.optimise(
+        ctx,
+        autoneb,
+        cycles,
+        "autoneb cycles",
+        n_pivots_init=int(cfg.n_pivots_init),
+        cycles=cycles,
+        steps_per_cycle=int(cfg.steps_per_cycle),
+        insert_threshold=float(cfg.insert_threshold),
+        lr_schedule=None if cfg.lr_schedule is None else [float(v) for v in cfg.lr_schedule],
+        momentum=float(cfg.momentum),
+        spring=float(cfg.spring),
+        dense_points=int(cfg.dense_points),
+        max_pivots=int(cfg.max_pivots),
+    )
+    line = prob.straight_line(ctx, int(cfg.linear_points))
     seg = (res.pivots[1:] - res.pivots[:-1]).norm(dim=1).double()
     offsets = torch.cat([seg.new_zeros(1), seg.cumsum(0)])
     return {
-        "other": ends.name_b,
-        "pair": ends.pair,
-        "barrier": res.barrier,
-        "linear_barrier": line["barrier"],
-        "saddle_t": res.saddle_t,
+        **prob.summary(res, line),
         "n_pivots": len(res.pivots),
         "n_inserted": res.n_inserted,
         "cycles": res.cycles,
@@ -85,7 +64,7 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
         "force_scale": res.force_scale,
         # path length over the straight distance: how far the path bends away from the line
         "path_length_ratio": float(offsets[-1]) / float((ends.theta_b - ends.theta_a).norm()),
-        "n_eval": sum(len(x) for x, _ in eval_batches),
+        "n_eval": prob.n_eval,
     }
 
 

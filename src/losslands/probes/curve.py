@@ -17,47 +17,27 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
 from losslands.paths import bezier_curve
-from losslands.probes._pairwise import (
-    PointEvaluator,
-    StepProgress,
-    batch_loss,
-    bn_data,
-    line_profile,
-    load_endpoints,
-    probe_batches,
-    train_batches,
-)
+from losslands.probes._pairwise import path_problem
 from losslands.probes.base import ProbeContext
 
 
 def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
-    ends = load_endpoints(ctx, cfg)
-    evaluator = PointEvaluator(ctx.model, ctx.loss_fn, bn_data(ctx, int(cfg.bn_batches)))
-    eval_batches = probe_batches(ctx, int(cfg.n_samples))
-    eval_loss = evaluator.loss(eval_batches)
+    prob = path_problem(ctx, cfg)
     steps = int(cfg.max_iters)
-    with StepProgress(ctx, steps, "bezier curve") as bar:
-        res = bezier_curve(
-            batch_loss(ctx.model, ctx.loss_fn),
-            ends.theta_a,
-            ends.theta_b,
-            train_batches(ctx, int(cfg.batch_size or ctx.cfg.data.batch_size), seed=int(cfg.seed)),
-            eval_loss=eval_loss,
-            steps=steps,
-            lr=float(cfg.lr),
-            seed=int(cfg.seed),
-            n_eval=int(cfg.n_eval),
-            progress=bar,
-        )
-    with StepProgress(ctx, int(cfg.n_eval), "straight line") as bar:
-        line = line_profile(eval_loss, ends.theta_a, ends.theta_b, int(cfg.n_eval), progress=bar)
-    a, b = ends.theta_a, ends.theta_b
+    res = prob.optimise(
+        ctx,
+        bezier_curve,
+        steps,
+        "bezier curve",
+        steps=steps,
+        lr=float(cfg.lr),
+        seed=int(cfg.seed),
+        n_eval=int(cfg.n_eval),
+    )
+    line = prob.straight_line(ctx, int(cfg.n_eval))
+    a, b = prob.ends.theta_a, prob.ends.theta_b
     return {
-        "other": ends.name_b,
-        "pair": ends.pair,
-        "barrier": res.barrier,
-        "linear_barrier": line["barrier"],
-        "saddle_t": res.saddle_t,
+        **prob.summary(res, line),
         "loss_a": float(res.losses[0]),
         "loss_b": float(res.losses[-1]),
         "t": res.t.tolist(),
@@ -67,7 +47,7 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
         # distance of the trained control point from the midpoint, in units of ||b - a||
         "control_offset": float((res.control - 0.5 * (a + b)).norm() / (b - a).norm()),
         "train_history": res.history,
-        "n_eval": sum(len(x) for x, _ in eval_batches),
+        "n_eval": prob.n_eval,
     }
 
 

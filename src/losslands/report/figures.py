@@ -60,7 +60,7 @@ def curvature_during_training(jobs: list[Job]) -> Figure | None:
     keys = [k for k in ("lambda_max", "trace", "noise_ratio") if any(k in h for hs in by_opt.values() for r in hs for h in r)]
     fig = Figure(figsize=(4 * len(keys), 3.6))
     axes = np.atleast_1d(fig.subplots(1, len(keys)))
-    for ax, key in zip(axes, keys):
+    for ax, key in zip(axes, keys, strict=False):
         for opt, runs in by_opt.items():
             epochs = [h["epoch"] for h in runs[0]]
             _band(ax, epochs, [[h.get(key, np.nan) for h in r] for r in runs], opt, _color(opt))
@@ -78,7 +78,7 @@ def scalar_bars(jobs: list[Job], probe: str, metrics: list[str], title: str) -> 
     fig = Figure(figsize=(3.2 * len(metrics), 3.2))
     axes = np.atleast_1d(fig.subplots(1, len(metrics)))
     opts = sorted({r["optimizer"] for r in recs})
-    for ax, m in zip(axes, metrics):
+    for ax, m in zip(axes, metrics, strict=False):
         vals = [[r["scalars"].get(m) for r in recs if r["optimizer"] == o and r["scalars"].get(m) is not None] for o in opts]
         means = [np.mean(v) if v else np.nan for v in vals]
         sds = [np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals]
@@ -138,7 +138,7 @@ def path_curves(jobs: list[Job]) -> Figure | None:
         return None
     fig = Figure(figsize=(4 * len(pairs), 3.6))
     axes = np.atleast_1d(fig.subplots(1, len(pairs)))
-    for ax, pair in zip(axes, pairs):
+    for ax, pair in zip(axes, pairs, strict=False):
         for i, r in enumerate(neb.get(pair, [])):
             ax.plot(r["dense_t"], r["dense_losses"], color="tab:green", alpha=0.8, label="AutoNEB" if i == 0 else None)
             ax.plot(r["linear_t"], r["linear_losses"], color="k", ls="--", alpha=0.6, label="straight line" if i == 0 else None)
