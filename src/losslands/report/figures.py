@@ -168,7 +168,71 @@ def intrinsic_dimension(jobs: list[Job]) -> Figure | None:
     return fig
 
 
+def spectra(jobs: list[Job]) -> Figure | None:
+    """Top and bottom Hessian eigenvalues per optimizer, and the SLQ densities."""
+    by_opt = _by(probe_records(jobs, "lanczos"), lambda r: r["optimizer"])
+    if not by_opt:
+        return None
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
+    for opt, results in by_opt.items():
+        for i, r in enumerate(results):
+            top, bottom = r["top_mean"], r["bottom_mean"]
+            ax = axes[0]
+            ax.plot(range(1, len(top) + 1), top, "o-", color=_color(opt), label=f"{opt} top" if i == 0 else None)
+            ax.plot(range(1, len(bottom) + 1), bottom, "s--", color=_color(opt), label=f"{opt} bottom" if i == 0 else None)
+            for j, rep in enumerate(r.get("per_repeat", [])[:1]):
+                axes[1].plot(rep["density_grid"], np.maximum(rep["density"], 1e-12), color=_color(opt),
+                             alpha=0.8, label=opt if i == 0 and j == 0 else None)
+    axes[0].axhline(0, color="k", lw=0.5)
+    axes[0].set(xlabel="rank", ylabel="eigenvalue", yscale="symlog", title="Extreme Hessian eigenvalues")
+    axes[1].set(xlabel="eigenvalue", ylabel="density", yscale="log", title="Spectral density (SLQ)")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def perturbation_curves(jobs: list[Job]) -> Figure | None:
+    by_opt = _by(probe_records(jobs, "perturbation"), lambda r: r["optimizer"])
+    if not by_opt:
+        return None
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
+    for opt, results in by_opt.items():
+        for i, r in enumerate(results):
+            axes[0].plot(r["eps"], r["loss_top"], color=_color(opt), label=f"{opt} top eigvec" if i == 0 else None)
+            axes[0].plot(r["eps"], r["loss_random"], color=_color(opt), ls=":", label=f"{opt} random" if i == 0 else None)
+            axes[1].plot(r["magnitudes"], r["curvature_top"], "o-", color=_color(opt), label=opt if i == 0 else None)
+            axes[1].axhline(r["lambda_top"], color=_color(opt), lw=0.8, ls="--")
+    axes[0].set(xscale="symlog", xlabel="eps", ylabel="loss", yscale="log", title="Loss along the top eigenvector")
+    axes[1].set(xscale="log", xlabel="|eps|", ylabel="central-difference curvature",
+                title="Curvature vs step (dashed: Lanczos lambda_top)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def noise_vs_n(jobs: list[Job]) -> Figure | None:
+    by_opt = _by(probe_records(jobs, "noise"), lambda r: r["optimizer"])
+    if not by_opt:
+        return None
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for opt, results in by_opt.items():
+        for i, r in enumerate(results):
+            pts = sorted(r.get("by_n", []), key=lambda p: p["n"])
+            ax.plot([p["n"] for p in pts], [p["ratio"] for p in pts], "o-", color=_color(opt), label=opt if i == 0 else None)
+    ax.set(xscale="log", xlabel="samples n", ylabel="lambda_C / lambda_H", title="Noise vs curvature: dependence on n")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 PROBE_FIGURES = {
+    "spectra": spectra,
+    "perturbation": perturbation_curves,
+    "noise_vs_n": noise_vs_n,
     "interpolation": interpolation_curves,
     "paths": path_curves,
     "intrinsic_dimension": intrinsic_dimension,
