@@ -42,7 +42,7 @@ TINY = (
     "trainer=cpu",
     "trainer.max_epochs=2",
     "trainer.enable_progress_bar=false",
-    "logger=none",
+    "logger=none", "probe=eval",
 )
 
 

@@ -19,7 +19,7 @@ def options(group: str) -> list[str]:
 def test_defaults(tmp_path):
     cfg = compose_cfg(tmp_path)
     assert cfg.data.name == "cifar10" and cfg.model.name == "small_cnn"
-    assert cfg.optimizer.name == "sgd" and cfg.seed == 42
+    assert cfg.optimizer.name == "sgd" and cfg.seed == 42 and cfg.probe.name == "lanczos"
     assert cfg.trainer.max_epochs == 12 and cfg.data.batch_size == 128
     assert cfg.experiment is None if "experiment" in cfg else True
 
