@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -90,12 +91,18 @@ def scalar_bars(jobs: list[Job], probe: str, metrics: list[str], title: str) -> 
 
 
 def all_figures(jobs: list[Job]) -> Iterator[tuple[str, Figure]]:
-    for name, fn in (("training_curves", training_curves), ("curvature_during_training", curvature_during_training)):
-        fig = fn(jobs)
+    """Every figure the sweep has data for; a figure whose records lack a field (e.g. written
+    by an older probe version) is skipped with a warning instead of failing the report."""
+    named = {"training_curves": training_curves, "curvature_during_training": curvature_during_training,
+             **PROBE_FIGURES}
+    for name, fn in named.items():
+        try:
+            fig = fn(jobs)
+        except (KeyError, TypeError, IndexError) as e:
+            warnings.warn(f"report figure {name!r} skipped: a record lacks {e}", stacklevel=2)
+            continue
         if fig is not None:
             yield name, fig
-    for name, fig in probe_figures(jobs):
-        yield name, fig
 
 
 def _by(records: list[dict], key) -> dict[str, list[dict]]:
@@ -239,12 +246,6 @@ PROBE_FIGURES = {
 }
 
 
-def probe_figures(jobs: list[Job]) -> Iterator[tuple[str, Figure]]:
-    """Per-probe comparison figures across optimizers (and seeds, as bands)."""
-    for name, fn in PROBE_FIGURES.items():
-        fig = fn(jobs)
-        if fig is not None:
-            yield name, fig
 
 
 def to_png(fig: Figure, dpi: int = 100) -> bytes:
