@@ -18,6 +18,21 @@ def _color(name: str) -> str:
     return COLORS.get(name, "tab:gray")
 
 
+def _panels(n: int, width: float = 5.5, height: float = 4.0) -> tuple[Figure, np.ndarray]:
+    """A figure with ``n`` side-by-side axes."""
+    fig = Figure(figsize=(width * n, height))
+    return fig, np.atleast_1d(fig.subplots(1, n))
+
+
+def _done(fig: Figure, axes) -> Figure:
+    """Legends on every axis that has labelled artists, then a tight layout."""
+    for ax in np.atleast_1d(axes):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def _band(ax, xs, curves, label, color) -> None:
     """Mean curve with a ±1 std band over seeds (curves truncated to a common length)."""
     n = min(len(c) for c in curves)
@@ -36,8 +51,7 @@ def training_curves(jobs: list[Job]) -> Figure | None:
             by_opt[s["config"]["optimizer"]["name"]].append(s)
     if not by_opt:
         return None
-    fig = Figure(figsize=(11, 4))
-    axes = fig.subplots(1, 2)
+    fig, axes = _panels(2)
     for opt, runs in by_opt.items():
         epochs = [h["epoch"] for h in runs[0]["history"]]
         for ax, key in ((axes[0], "loss"), (axes[1], "acc")):
@@ -46,9 +60,7 @@ def training_curves(jobs: list[Job]) -> Figure | None:
                     color=_color(opt), ls="--", alpha=0.7, label=f"{opt} train")
     axes[0].set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
     axes[1].set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _done(fig, axes)
 
 
 def curvature_during_training(jobs: list[Job]) -> Figure | None:
@@ -59,16 +71,13 @@ def curvature_during_training(jobs: list[Job]) -> Figure | None:
     if not by_opt:
         return None
     keys = [k for k in ("lambda_max", "trace", "noise_ratio") if any(k in h for hs in by_opt.values() for r in hs for h in r)]
-    fig = Figure(figsize=(4 * len(keys), 3.6))
-    axes = np.atleast_1d(fig.subplots(1, len(keys)))
+    fig, axes = _panels(len(keys), width=4, height=3.6)
     for ax, key in zip(axes, keys, strict=False):
         for opt, runs in by_opt.items():
             epochs = [h["epoch"] for h in runs[0]]
             _band(ax, epochs, [[h.get(key, np.nan) for h in r] for r in runs], opt, _color(opt))
         ax.set(xlabel="epoch", title=key.replace("_", " "), yscale="log" if key != "noise_ratio" else "linear")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _done(fig, axes)
 
 
 def scalar_bars(jobs: list[Job], probe: str, metrics: list[str], title: str) -> Figure | None:
@@ -76,8 +85,7 @@ def scalar_bars(jobs: list[Job], probe: str, metrics: list[str], title: str) -> 
     recs = probe_records(jobs, probe)
     if not recs:
         return None
-    fig = Figure(figsize=(3.2 * len(metrics), 3.2))
-    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
+    fig, axes = _panels(len(metrics), width=3.2, height=3.2)
     opts = sorted({r["optimizer"] for r in recs})
     for ax, m in zip(axes, metrics, strict=False):
         vals = [[r["scalars"].get(m) for r in recs if r["optimizer"] == o and r["scalars"].get(m) is not None] for o in opts]
@@ -86,8 +94,7 @@ def scalar_bars(jobs: list[Job], probe: str, metrics: list[str], title: str) -> 
         ax.bar(opts, means, yerr=sds, color=[_color(o) for o in opts], capsize=4)
         ax.set_title(m, fontsize=9)
     fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _done(fig, axes)
 
 
 def all_figures(jobs: list[Job]) -> Iterator[tuple[str, Figure]]:
@@ -120,8 +127,7 @@ def interpolation_curves(jobs: list[Job]) -> Figure | None:
     by_pair = _by(probe_records(jobs, "interpolation"), lambda r: r["result"].get("pair", "?"))
     if not by_pair:
         return None
-    fig = Figure(figsize=(11, 4))
-    axes = fig.subplots(1, 2)
+    fig, axes = _panels(2)
     for pair, results in by_pair.items():
         alphas = results[0]["alphas"]
         _band(axes[0], alphas, [r["train_loss"] for r in results], f"{pair} train", _pair_color(pair))
@@ -131,9 +137,7 @@ def interpolation_curves(jobs: list[Job]) -> Figure | None:
         ax.axvline(1, color="k", lw=0.5)
     axes[0].set(xlabel="alpha", ylabel="loss (probe subset)", yscale="log", title="Linear interpolation: loss")
     axes[1].set(xlabel="alpha", ylabel="test accuracy", title="Linear interpolation: accuracy")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _done(fig, axes)
 
 
 def path_curves(jobs: list[Job]) -> Figure | None:
@@ -143,8 +147,7 @@ def path_curves(jobs: list[Job]) -> Figure | None:
     pairs = sorted(set(neb) | set(bez))
     if not pairs:
         return None
-    fig = Figure(figsize=(4 * len(pairs), 3.6))
-    axes = np.atleast_1d(fig.subplots(1, len(pairs)))
+    fig, axes = _panels(len(pairs), width=4, height=3.6)
     for ax, pair in zip(axes, pairs, strict=False):
         for i, r in enumerate(neb.get(pair, [])):
             ax.plot(r["dense_t"], r["dense_losses"], color="tab:green", alpha=0.8, label="AutoNEB" if i == 0 else None)
@@ -154,25 +157,20 @@ def path_curves(jobs: list[Job]) -> Figure | None:
             if pair not in neb:
                 ax.plot(r["linear_t"], r["linear_losses"], color="k", ls="--", alpha=0.6, label="straight line" if i == 0 else None)
         ax.set(title=pair, xlabel="position along the path", ylabel="loss", yscale="log")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _done(fig, axes)
 
 
 def intrinsic_dimension(jobs: list[Job]) -> Figure | None:
     by_opt = _by(probe_records(jobs, "intrinsic_dim"), lambda r: r["optimizer"])
     if not by_opt:
         return None
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
+    fig, (ax,) = _panels(1, width=6)
     for opt, results in by_opt.items():
         _band(ax, results[0]["dims"], [r["acc_mean"] for r in results], opt, _color(opt))
         ax.axhline(np.mean([r["target_acc"] for r in results]), color=_color(opt), ls=":", lw=1)
     ax.set(xscale="log", xlabel="subspace dimension d", ylabel="test accuracy",
            title="Intrinsic dimension (dotted: 90% of full-space accuracy)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _done(fig, ax)
 
 
 def spectra(jobs: list[Job]) -> Figure | None:
@@ -180,8 +178,7 @@ def spectra(jobs: list[Job]) -> Figure | None:
     by_opt = _by(probe_records(jobs, "lanczos"), lambda r: r["optimizer"])
     if not by_opt:
         return None
-    fig = Figure(figsize=(11, 4))
-    axes = fig.subplots(1, 2)
+    fig, axes = _panels(2)
     for opt, results in by_opt.items():
         for i, r in enumerate(results):
             top, bottom = r["top_mean"], r["bottom_mean"]
@@ -194,18 +191,14 @@ def spectra(jobs: list[Job]) -> Figure | None:
     axes[0].axhline(0, color="k", lw=0.5)
     axes[0].set(xlabel="rank", ylabel="eigenvalue", yscale="symlog", title="Extreme Hessian eigenvalues")
     axes[1].set(xlabel="eigenvalue", ylabel="density", yscale="log", title="Spectral density (SLQ)")
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _done(fig, axes)
 
 
 def perturbation_curves(jobs: list[Job]) -> Figure | None:
     by_opt = _by(probe_records(jobs, "perturbation"), lambda r: r["optimizer"])
     if not by_opt:
         return None
-    fig = Figure(figsize=(11, 4))
-    axes = fig.subplots(1, 2)
+    fig, axes = _panels(2)
     for opt, results in by_opt.items():
         for i, r in enumerate(results):
             axes[0].plot(r["eps"], r["loss_top"], color=_color(opt), label=f"{opt} top eigvec" if i == 0 else None)
@@ -215,25 +208,20 @@ def perturbation_curves(jobs: list[Job]) -> Figure | None:
     axes[0].set(xscale="symlog", xlabel="eps", ylabel="loss", yscale="log", title="Loss along the top eigenvector")
     axes[1].set(xscale="log", xlabel="|eps|", ylabel="central-difference curvature",
                 title="Curvature vs step (dashed: Lanczos lambda_top)")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _done(fig, axes)
 
 
 def noise_vs_n(jobs: list[Job]) -> Figure | None:
     by_opt = _by(probe_records(jobs, "noise"), lambda r: r["optimizer"])
     if not by_opt:
         return None
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
+    fig, (ax,) = _panels(1, width=6)
     for opt, results in by_opt.items():
         for i, r in enumerate(results):
             pts = sorted(r.get("by_n", []), key=lambda p: p["n"])
             ax.plot([p["n"] for p in pts], [p["ratio"] for p in pts], "o-", color=_color(opt), label=opt if i == 0 else None)
     ax.set(xscale="log", xlabel="samples n", ylabel="lambda_C / lambda_H", title="Noise vs curvature: dependence on n")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _done(fig, ax)
 
 
 PROBE_FIGURES = {
