@@ -48,7 +48,9 @@ def _time(fn, repeats: int = 3) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="NEB steps in the timed AutoNEB cycle")
@@ -71,19 +73,37 @@ def main() -> None:
         per_batch[0](theta).backward()
 
     t_grad = _time(gradient)
-    t_interp = _time(lambda: linear_interpolation(full, a, b, alphas=torch.tensor([0.5]))) 
-    t_cycle = _time(lambda: autoneb(stochastic, a, b, list(range(len(batches))), eval_loss=full, cycles=1,
-                                    steps_per_cycle=args.steps, n_pivots_init=3, dense_points=3), repeats=1)
-    t_bezier = _time(lambda: bezier_curve(stochastic, a, b, list(range(len(batches))), eval_loss=full,
-                                          steps=args.steps, n_eval=3), repeats=1)
+    t_interp = _time(lambda: linear_interpolation(full, a, b, alphas=torch.tensor([0.5])))
+    t_cycle = _time(
+        lambda: autoneb(
+            stochastic,
+            a,
+            b,
+            list(range(len(batches))),
+            eval_loss=full,
+            cycles=1,
+            steps_per_cycle=args.steps,
+            n_pivots_init=3,
+            dense_points=3,
+        ),
+        repeats=1,
+    )
+    t_bezier = _time(
+        lambda: bezier_curve(
+            stochastic, a, b, list(range(len(batches))), eval_loss=full, steps=args.steps, n_eval=3
+        ),
+        repeats=1,
+    )
     rows = [
         ("gradient, 1 mini-batch (baseline)", t_grad),
         (f"interpolation point ({args.samples} samples)", t_interp),
         (f"AutoNEB cycle, 3 pivots x {args.steps} steps + dense eval", t_cycle),
         (f"Bezier: {args.steps} steps + 3-point eval", t_bezier),
     ]
-    print(f"small_cnn, D = {a.numel():,}, batch {args.batch}, {args.samples} evaluation samples, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"small_cnn, D = {a.numel():,}, batch {args.batch}, {args.samples} evaluation samples, "
+        f"{torch.get_num_threads()} threads"
+    )
     print(f"{'what':<58}{'seconds':>10}{'x gradient':>12}")
     for name, t in rows:
         print(f"{name:<58}{t:>10.3f}{t / t_grad:>12.1f}")

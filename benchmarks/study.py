@@ -23,15 +23,26 @@ from losslands.report.tables import mean_std
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--experiment", default="smoke_study")
     parser.add_argument("--data-root", default=os.environ.get("LOSSLANDS_CIFAR10_ROOT"))
     parser.add_argument("--keep", help="write the sweep here instead of a temporary folder")
     args, overrides = parser.parse_known_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="losslands-study-"))
     work.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "losslands", "-m", f"experiment={args.experiment}", "logger=csv",
-           "trainer.enable_progress_bar=false", f"paths.cache={work / 'cache'}", f"hydra.sweep.dir={work / 'sweep'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "losslands",
+        "-m",
+        f"experiment={args.experiment}",
+        "logger=csv",
+        "trainer.enable_progress_bar=false",
+        f"paths.cache={work / 'cache'}",
+        f"hydra.sweep.dir={work / 'sweep'}",
+    ]
     if args.data_root:
         cmd.append(f"data.root={args.data_root}")
     cmd += overrides

@@ -8,6 +8,7 @@ from torch import nn
 
 from losslands.curvature import gradient_noise, per_sample_gradients
 from losslands.curvature.hessian import eval_mode
+from losslands.curvature.noise import gram64
 
 
 def _loop_gradients(model, loss_fn, x, y):
@@ -119,3 +120,9 @@ def test_validation(tiny_mlp):
         per_sample_gradients(tiny_mlp(), nn.CrossEntropyLoss(), x, y, chunk_size=0)
     with pytest.raises(ValueError, match="targets"):
         per_sample_gradients(tiny_mlp(), nn.CrossEntropyLoss(), x, y[:3])
+
+
+def test_gram64_is_accurate_for_float32_rows():
+    rows = torch.randn(6, 100_000, generator=torch.Generator().manual_seed(0)) + 3.0
+    exact = rows.double() @ rows.double().T
+    assert torch.allclose(gram64(rows, block=3000), exact, rtol=1e-12, atol=0)

@@ -74,6 +74,19 @@ def per_sample_gradients(
     return out
 
 
+def gram64(rows: Tensor, block: int = 8192) -> Tensor:
+    """``rows @ rows.T`` accumulated in float64, ``block`` columns at a time.
+
+    Float32 sums over ~1e5 columns lose about four digits; converting all of ``rows`` to float64
+    at once would double the largest allocation.
+    """
+    out = torch.zeros(rows.shape[0], rows.shape[0], dtype=torch.float64, device=rows.device)
+    for j in range(0, rows.shape[1], block):
+        part = rows[:, j : j + block].double()
+        out += part @ part.T
+    return out
+
+
 @dataclass
 class GradientNoise:
     """Result of :func:`gradient_noise` (see its docstring for the definitions).
@@ -154,7 +167,7 @@ def gradient_noise(
     n = grads.shape[0]
     mean = grads.mean(0)
     grads -= mean  # centre in place: the n x D matrix is the big allocation
-    gram = (grads @ grads.T).double() / n
+    gram = gram64(grads) / n
     eigvals, eigvecs = torch.linalg.eigh(gram)
     lambda_c = float(eigvals[-1])
     vector_c = grads.T @ eigvecs[:, -1].to(grads.dtype)
