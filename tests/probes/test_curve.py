@@ -22,7 +22,7 @@ def _ctx(tmp_path, *overrides):
 
 
 def test_untrained_curve_is_the_straight_line(tmp_path):
-    ctx, cfg, model_b = _ctx(tmp_path, "probe.max_iters=0")
+    ctx, cfg, model_b = _ctx(tmp_path, "probe.steps=0")
     out = curve.run(ctx, cfg.probe)
     data = probe_batches(ctx, 96)
     expected = [m["loss"] for m in hand_line(ctx.model, model_b, out["linear_t"], data)]
@@ -37,7 +37,7 @@ def test_untrained_curve_is_the_straight_line(tmp_path):
 
 
 def test_trained_curve_keeps_its_ends_and_reports_its_barrier(tmp_path):
-    ctx, cfg, model_b = _ctx(tmp_path, "probe.max_iters=6")
+    ctx, cfg, model_b = _ctx(tmp_path, "probe.steps=6")
     out = curve.run(ctx, cfg.probe)
     data = probe_batches(ctx, 96)
     assert out["loss_a"] == pytest.approx(evaluate(ctx.model, data)["loss"], rel=1e-5)
@@ -52,6 +52,6 @@ def test_trained_curve_keeps_its_ends_and_reports_its_barrier(tmp_path):
 
 
 def test_cli_writes_json_and_figure(tmp_path):
-    job = run_probe_cli(tmp_path, "curve", "trainer.max_epochs=1", *SMALL, "probe.max_iters=5")
+    job = run_probe_cli(tmp_path, "curve", "trainer.max_epochs=1", *SMALL, "probe.steps=5")
     rec = assert_probe_outputs(job, "curve", {"barrier", "linear_barrier"})
     assert rec["result"]["pair"] == "sgd-momentum" and len(rec["result"]["losses"]) == 5

@@ -23,7 +23,7 @@ from losslands.probes.base import ProbeContext
 
 def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
     prob = path_problem(ctx, cfg)
-    steps = int(cfg.max_iters)
+    steps = int(cfg.steps)
     res = prob.optimise(
         ctx,
         bezier_curve,
