@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -84,6 +85,12 @@ def assert_probe_outputs(job_dir: Path, probe: str, scalars, *, exact: bool = Tr
     reported = set(record["scalars"])
     assert reported == set(scalars) if exact else reported >= set(scalars), reported
     assert (job_dir / "probes" / f"{probe}.png").stat().st_size > 0
+    module = importlib.import_module(f"losslands.probes.{probe}")
+    if hasattr(module, "lines"):  # W&B line plots: one point per x, at least one line each
+        for name, (xname, series) in module.lines(record["result"]).items():
+            assert isinstance(xname, str) and series, name
+            for label, (xs, ys) in series.items():
+                assert len(xs) == len(ys) > 0, (name, label)
     return record
 
 

@@ -70,6 +70,21 @@ class JobLoggers:
 
             self.wandb.experiment.log({name: wandb.Table(columns=columns, data=rows)})
 
+    def log_lines(self, name: str, xname: str, series: dict[str, tuple[list, list]]) -> None:
+        """A W&B line plot with one line per series (``{label: (xs, ys)}``)."""
+        if self.wandb is not None and series:
+            import wandb
+
+            keys = list(series)
+            chart = wandb.plot.line_series(
+                xs=[list(series[k][0]) for k in keys],
+                ys=[list(series[k][1]) for k in keys],
+                keys=keys,
+                title=name,
+                xname=xname,
+            )
+            self.wandb.experiment.log({name: chart})
+
     def finish(self) -> None:
         if self.csv is not None:
             self.csv.save()

@@ -115,4 +115,7 @@ def run_probe(name: str, ctx: ProbeContext, probe_cfg: DictConfig, out: Path,
         if hasattr(mod, "tables"):
             for tname, (cols, rows) in mod.tables(result).items():
                 loggers.log_table(f"{name}/{tname}", cols, rows)
+        if hasattr(mod, "lines"):
+            for lname, (xname, series) in mod.lines(result).items():
+                loggers.log_lines(f"{name}/{lname}_plot", xname, series)
     return record

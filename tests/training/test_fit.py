@@ -131,3 +131,20 @@ def test_multirun_over_optimizers_and_seeds(tmp_path):
     records = [read_json(j) for j in jobs]
     assert {(r["optimizer"], r["seed"]) for r in records} == {(o, s) for o in ("sgd", "momentum", "adamw") for s in (0, 1)}
     assert len({r["train_hash"] for r in records}) == 6
+
+
+def test_line_plots_reach_the_offline_run(tmp_path):
+    """Probe curves become W&B line plots: the chart's table holds every point of every line."""
+    from omegaconf import OmegaConf
+
+    from losslands.loggers import JobLoggers
+
+    cfg = OmegaConf.create({"logger": {"wandb": {"project": "t", "name": "sgd-s0", "group": "sgd"}}})
+    loggers = JobLoggers(cfg, tmp_path, job_type="probe")
+    loggers.log_lines("curve/loss_plot", "t", {"bezier": ([0, 0.5, 1], [1.0, 1.2, 0.9]),
+                                                "linear": ([0, 0.5, 1], [1.0, 2.0, 0.9])})
+    loggers.finish()
+    run = read_offline_run(next((tmp_path / "wandb").glob("offline-run-*")))
+    rows = {k: v for step in run["history"] for k, v in step.items()}
+    # line_series stores the points as a long table (one row per line and x): 2 lines x 3 points
+    assert rows["curve/loss_plot_table/nrows"] == 6

@@ -73,6 +73,14 @@ def scalars(result: dict[str, Any]) -> dict[str, float]:
     return {k: float(result[k]) for k in keys}
 
 
+def lines(result: dict[str, Any]) -> dict[str, tuple[str, dict[str, tuple[list, list]]]]:
+    series = {
+        "autoneb": (result["dense_t"], result["dense_losses"]),
+        "linear": (result["linear_t"], result["linear_losses"]),
+    }
+    return {"loss": ("t", series)}
+
+
 def tables(result: dict[str, Any]) -> dict[str, tuple[list[str], list[list[float]]]]:
     return {
         "path": (

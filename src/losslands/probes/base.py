@@ -5,6 +5,8 @@ A probe module ``losslands.probes.<name>`` defines::
     def run(ctx: ProbeContext, cfg: DictConfig) -> dict       # JSON-able result
     def scalars(result: dict) -> dict[str, float]            # headline numbers (optional)
     def plot(result: dict) -> matplotlib.figure.Figure       # optional
+    def tables(result: dict) -> {name: (columns, rows)}      # W&B tables (optional)
+    def lines(result: dict) -> {name: (xname, {series: (xs, ys)})}  # W&B line plots (optional)
 
 ``run`` gets the trained model (eval mode, float32, on the job's device) and the data through
 ``ctx``; it must not write files: :func:`losslands.task.run_probe` writes

@@ -55,6 +55,14 @@ def scalars(result: dict[str, Any]) -> dict[str, float]:
     return {k: float(result[k]) for k in ("barrier", "linear_barrier")}
 
 
+def lines(result: dict[str, Any]) -> dict[str, tuple[str, dict[str, tuple[list, list]]]]:
+    series = {
+        "bezier": (result["t"], result["losses"]),
+        "linear": (result["linear_t"], result["linear_losses"]),
+    }
+    return {"loss": ("t", series)}
+
+
 def tables(result: dict[str, Any]) -> dict[str, tuple[list[str], list[list[float]]]]:
     rows = zip(result["t"], result["losses"], result["linear_losses"], strict=True)
     return {"curve": (["t", "curve_loss", "linear_loss"], [list(r) for r in rows])}

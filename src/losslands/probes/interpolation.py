@@ -102,6 +102,14 @@ def scalars(result: dict[str, Any]) -> dict[str, float]:
     return {k: float(result[k]) for k in keys}
 
 
+def lines(result: dict[str, Any]) -> dict[str, tuple[str, dict[str, tuple[list, list]]]]:
+    alphas = result["alphas"]
+    return {
+        metric: ("alpha", {split: (alphas, result[f"{split}_{metric}"]) for split in ("train", "test")})
+        for metric in ("loss", "acc")
+    }
+
+
 def tables(result: dict[str, Any]) -> dict[str, tuple[list[str], list[list[float]]]]:
     cols = ["alpha", "train_loss", "train_acc", "test_loss", "test_acc"]
     rows = [

@@ -155,6 +155,14 @@ def scalars(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def lines(result: dict[str, Any]) -> dict[str, tuple[str, dict[str, tuple[list, list]]]]:
+    acc = {
+        f"seed {seed}": (result["dims"], row)
+        for seed, row in zip(result["seeds"], result["acc"], strict=True)
+    }
+    return {"test_acc": ("d", acc)}
+
+
 def tables(result: dict[str, Any]) -> dict[str, tuple[list[str], list[list[float]]]]:
     rows = [
         [r["d"], r["seed"], r["test_acc"], r["test_loss"], r["train_loss"]] for r in result["runs"]

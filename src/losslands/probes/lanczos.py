@@ -304,6 +304,13 @@ def plot(result: dict[str, Any]) -> Figure:
     return fig
 
 
+def lines(result: dict[str, Any]) -> dict[str, tuple[str, dict[str, tuple[list, list]]]]:
+    density = {
+        f"subset {r['index']}": (r["density_grid"], r["density"]) for r in result["per_repeat"]
+    }
+    return {"density": ("eigenvalue", density)}
+
+
 def tables(result: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]]]:
     density = [
         [r["index"], g, d]

@@ -165,6 +165,13 @@ def plot(result: dict[str, Any]) -> Figure:
     return fig
 
 
+def lines(result: dict[str, Any]) -> dict[str, tuple[str, dict[str, tuple[list, list]]]]:
+    points = sorted(result["by_n"], key=lambda r: r["n"])
+    n = [r["n"] for r in points]
+    keys = ("lambda_c", "lambda_c_corrected", "lambda_h")
+    return {"top_eigenvalue_vs_n": ("n", {k: (n, [r[k] for r in points]) for k in keys})}
+
+
 def tables(result: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]]]:
     cols = ["n", "subset", *FIELDS, "lambda_c_corrected"]
     rows = [

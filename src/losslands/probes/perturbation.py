@@ -195,6 +195,14 @@ def plot(result: dict[str, Any]) -> Figure:
     return fig
 
 
+def lines(result: dict[str, Any]) -> dict[str, tuple[str, dict[str, tuple[list, list]]]]:
+    eps, mags = result["eps"], result["magnitudes"]
+    return {
+        "loss": ("eps", {d: (eps, result[f"loss_{d}"]) for d in ("top", "random")}),
+        "curvature": ("eps", {d: (mags, result[f"curvature_{d}"]) for d in ("top", "random")}),
+    }
+
+
 def tables(result: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]]]:
     rows = [
         [e, a, b]
