@@ -1,0 +1,36 @@
+"""The benchmark scripts still run (at toy sizes, untimed): `make bench` must not rot.
+
+Speed itself is never asserted here; the scripts print ratios measured side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = {
+    "curvature": ["--samples", "24", "--train-steps", "2", "--repeats", "1", "--ref-tol", "1e-8",
+                  "--threads", "1"],
+    "paths": ["--samples", "32", "--batch", "16", "--steps", "1", "--skip-projections"],
+    "subspace": ["--D", "4096", "--d", "64", "--kinds", "dense", "fastfood", "sparse"],
+    "train_throughput": ["--steps", "1", "--warmup", "1", "--repeats", "1",
+                         "--batch-size", "16", "--device", "cpu", "--threads", "1"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_benchmark_runs(name, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("LOSSLANDS_CIFAR10_ROOT", None)  # random data: the check is that the script runs
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *CASES[name]],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(proc.stdout.splitlines()) > 3, proc.stdout
