@@ -107,3 +107,24 @@ def test_errors_name_the_fix():
         bezier_curve(ring_valley, A, B, optimizer="lbfgs")
     with pytest.raises(ValueError, match="get_flat"):
         bezier_curve(ring_valley, A, torch.zeros(3))
+
+
+@pytest.mark.parametrize("dim", [2, 20_000])
+def test_first_step_moves_the_control_by_lr_times_the_distance(dim):
+    """Adam's first step is lr_abs * sign(g) per coordinate; the documented unit makes its norm
+    lr * ||b - a|| in any dimension (tied to ||b - a|| alone it would be sqrt(D) times larger,
+    which on a network throws the curve to chance-level loss in one step)."""
+    g = torch.Generator().manual_seed(0)
+    basis, _ = torch.linalg.qr(torch.randn(dim, 2, generator=g, dtype=F64))  # ring in a random plane
+
+    def rotated(theta):
+        plane = theta @ basis
+        return ring_valley(plane) + 5.0 * (theta - plane @ basis.T).pow(2).sum(-1)
+
+    a, b = basis @ A, basis @ B
+    res = bezier_curve(rotated, a, b, steps=1, lr=0.02)
+    moved = float((res.control - 0.5 * (a + b)).norm())
+    assert moved == pytest.approx(0.02 * float((b - a).norm()), rel=5e-3)  # Adam eps: 4e-4
+    if dim > 2:  # and the defaults still find the curved valley there
+        full = bezier_curve(rotated, a, b)
+        assert full.barrier == pytest.approx(_optimum()[1], abs=0.01)

@@ -5,9 +5,12 @@ Fast Ensembling of DNNs": ``phi(t) = (1-t)^2 a + 2t(1-t) c + t^2 b`` with fixed 
 and a trainable control point ``c``, trained by drawing ``t ~ U[0, 1]`` at every step and
 descending the (mini-batch) loss at ``phi(t)``, i.e. minimising ``E_t L(phi(t))``.
 
-Optimiser (our choice, scale-free): Adam, whose steps do not depend on the loss scale, with the
-learning rate given in units of ``||b - a||`` and decayed by a cosine schedule to 1% of its
-initial value so the stochastic-``t`` noise averages out by the end.
+Optimiser (our choice, scale-free): Adam, whose steps do not depend on the loss scale. Adam moves
+every coordinate by about its learning rate, so a step of ``D`` coordinates has norm about
+``lr_abs * sqrt(D)``; the learning rate is therefore given per coordinate in units of the RMS
+coordinate distance ``||b - a|| / sqrt(D)``, which makes a step move the control point by about
+``lr * ||b - a||`` in any dimension. It decays by a cosine schedule to 1% of its initial value so
+the stochastic-``t`` noise averages out by the end.
 """
 
 from __future__ import annotations
@@ -88,9 +91,10 @@ def bezier_curve(
         eval_loss: Fixed loss for the evaluation grid. Default: ``loss_fn`` if deterministic,
             else its mean over ``batches`` when that is a list or tuple.
         steps: Training steps (one ``t`` and one batch each).
-        lr: Initial learning rate in units of ``||end - start||``.
+        lr: Initial learning rate: Adam's first step moves the control point by ``lr *
+            ||end - start||`` (per coordinate, ``lr * ||end - start|| / sqrt(D)``).
         optimizer: ``"adam"`` or a factory ``(params, lr) -> torch.optim.Optimizer`` (it gets the
-            absolute learning rate; only Adam-like optimisers are scale-free).
+            absolute per-coordinate learning rate; only Adam-like optimisers are scale-free).
         seed: Seed of the generator drawing ``t``.
         n_eval: Evaluation grid size on [0, 1].
         progress: Optional ``progress(step, steps, {"loss": ..., "t": ...})``.
@@ -120,7 +124,7 @@ def bezier_curve(
         raise ValueError("start and end coincide: nothing to connect")
 
     control = (0.5 * (a + b)).clone().requires_grad_(True)
-    opt = make([control], lr * scale)
+    opt = make([control], lr * scale / math.sqrt(a.numel()))
     # cosine decay to 1% of the initial rate
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * k / max(steps, 1)))
