@@ -1,6 +1,7 @@
 """AutoNEB (Draxler et al. 2018) on Müller-Brown with zero-mean mini-batch noise."""
 
 import functools
+import math
 
 import numpy as np
 import pytest
@@ -145,3 +146,26 @@ def test_errors_name_the_fix():
         autoneb(double_well, A, B, None, n_pivots_init=2)
     with pytest.raises(ValueError, match="re-iterable"):
         autoneb(lambda th, b: double_well(th), A, B, iter([1]), eval_loss=double_well)
+
+
+def test_stiff_noisy_direction_does_not_throw_the_band_out_of_the_valley():
+    """Müller-Brown plus a third, stiff coordinate whose mini-batch minimum jitters (as the sharp
+    directions of a network's loss do). A step sized by the forces alone is unstable along it;
+    the curvature bound keeps the band near z = 0 and no worse than the straight line."""
+    kappa = 1e5
+    tilts = _tilts()
+    offsets = _tilts(0.01)[:, 0]
+
+    def loss_fn(theta, batch):
+        return muller_brown(theta[:2]) + tilts[batch] @ theta[:2] + 0.5 * kappa * (theta[2] - offsets[batch]) ** 2
+
+    def eval_loss(theta):
+        return muller_brown(theta[:2]) + 0.5 * kappa * theta[2] ** 2
+
+    zero = torch.zeros(1, dtype=F64)
+    a, b = torch.cat([A, zero]), torch.cat([B, zero])
+    res = autoneb(loss_fn, a, b, list(range(N_BATCHES)), eval_loss=eval_loss, cycles=3, steps_per_cycle=50)
+    assert res.curvature == pytest.approx(kappa, rel=0.05)
+    line = autoneb(loss_fn, a, b, list(range(N_BATCHES)), eval_loss=eval_loss, cycles=1, steps_per_cycle=0)
+    assert math.isfinite(res.barrier) and res.barrier <= line.barrier + 1e-9
+    assert float(res.pivots[:, 2].abs().max()) < 0.05

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor
 
 Progress = Callable[[int, int, dict[str, float]], None]
@@ -65,3 +66,26 @@ def resolve_eval_loss(
         "cannot evaluate on an iterator of batches: pass eval_loss=f(theta) "
         "(e.g. losslands.flat.flat_loss over a fixed evaluation set) or batches as a list"
     )
+
+
+def top_curvature(loss: Callable[[Tensor], Tensor], theta: Tensor, *, iters: int = 20) -> float:
+    """Largest ``|eigenvalue|`` of the Hessian of ``loss`` at ``theta``, by power iteration.
+
+    Hessian-vector products by double backward on the flat vector (Pearlmutter 1994); the start
+    vector is fixed (all ones) so the estimate is deterministic. A few iterations suffice for a
+    step-size bound: the estimate approaches the top ``|eigenvalue|`` from below.
+    """
+    x = theta.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(loss(x), x, create_graph=True)
+    if not g.requires_grad:  # at most linear: no curvature
+        return 0.0
+    v = torch.ones_like(x) / x.numel() ** 0.5
+    value = 0.0
+    for _ in range(iters):
+        (hv,) = torch.autograd.grad(g, x, grad_outputs=v, retain_graph=True)
+        norm = float(hv.norm())
+        if not norm > 0:
+            return 0.0
+        value, v = norm, hv / norm
+    return value

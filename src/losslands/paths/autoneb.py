@@ -12,8 +12,14 @@ Optimiser (our choice, scale-free): heavy-ball momentum SGD as in the paper, but
 forces. Forces are measured in ``F0`` (the largest evaluation-loss gradient norm over the initial
 dense straight chain) and lengths in ``ell`` (the mean pivot spacing at the start of the current
 cycle), so the learning rate is a fraction of a pivot spacing per unit relative force and any
-positive rescaling of the loss leaves the run unchanged. Each pivot moves at most ``0.2 ell`` per
-step; the velocity itself is capped so momentum cannot build up behind that cap. Springs
+positive rescaling of the loss leaves the run unchanged. The step is also bounded by curvature:
+in the first cycle at most ``1 / lambda`` per unit force (heavy-ball momentum is stable below
+``2 (1 + momentum) / lambda``; Polyak 1964), scaled down with the schedule in later cycles, where
+``lambda`` is the largest ``|Hessian eigenvalue|`` of a mini-batch loss at the two endpoints and
+the midpoint (power iteration). On networks the sharp directions have ``lambda`` far above
+``F0 / ell``, and a step sized by the forces alone throws the band out of the valley. Each pivot
+moves at most ``0.2 ell`` per step; the velocity itself is capped so momentum cannot build up
+behind that cap. Springs
 (constant ``spring * F0 / ell``) keep the relative spacing the band had at the start of each
 cycle, so freshly inserted pivots stay where the barrier was detected.
 """
@@ -28,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from losslands.paths._common import Progress, resolve_eval_loss, step_losses
+from losslands.paths._common import Progress, resolve_eval_loss, step_losses, top_curvature
 from losslands.paths.interpolation import interpolate
 from losslands.paths.neb import cap_rows, loss_and_grads, neb_forces, straight_chain
 
@@ -65,6 +71,7 @@ class AutoNEBResult:
         insertions: Every insertion, in order.
         threshold: The absolute insertion threshold used (in loss units).
         force_scale: ``F0``.
+        curvature: ``lambda`` of the step bound (largest mini-batch ``|Hessian eigenvalue|``).
     """
 
     pivots: Tensor
@@ -80,6 +87,7 @@ class AutoNEBResult:
     insertions: list[Insertion] = field(default_factory=list)
     threshold: float = 0.0
     force_scale: float = 0.0
+    curvature: float = 0.0
 
 
 @dataclass
@@ -153,10 +161,16 @@ def _run_cycle(
     momentum: float,
     spring: float,
     f_scale: float,
+    max_step_per_force: float = math.inf,
 ) -> None:
-    """Momentum SGD on the interior pivots (in place) with mini-batch NEB forces."""
+    """Momentum SGD on the interior pivots (in place) with mini-batch NEB forces.
+
+    A step is ``step * velocity`` with ``velocity`` the momentum sum of ``F / F0`` and ``step =
+    min(ell * lr, F0 * max_step_per_force)``.
+    """
     seg = (pivots[1:] - pivots[:-1]).norm(dim=1)
     ell = float(seg.mean())
+    step = min(ell * lr, f_scale * max_step_per_force)
     spacing = seg / ell
     velocity = torch.zeros_like(pivots[1:-1])
     losses = torch.empty(len(pivots), dtype=torch.float64)
@@ -168,9 +182,9 @@ def _run_cycle(
         forces = neb_forces(pivots, losses, grads, spring * f_scale / ell, None, spacing)
         velocity = momentum * velocity + forces / f_scale
         # capping the velocity, not just the step, stops momentum from building up behind the cap
-        velocity = cap_rows(velocity, _MAX_STEP / lr)
+        velocity = cap_rows(velocity, _MAX_STEP * ell / step)
         with torch.no_grad():
-            pivots[1:-1] += ell * lr * velocity
+            pivots[1:-1] += step * velocity
 
 
 def autoneb(
@@ -246,11 +260,17 @@ def autoneb(
             f"evaluation-loss gradient on the straight line is {f_scale}: nothing to relax"
         )
 
+    # the sharpest mini-batch curvature near the band bounds a stable step
+    curvature = max(
+        top_curvature(next(stream), p) for p in (start, 0.5 * (start + end), end)
+    )
+    lr0 = _lr_for(lr_schedule, 0, cycles)
     history: list[float] = []
     insertions: list[Insertion] = []
     for cycle in range(cycles):
         lr = _lr_for(lr_schedule, cycle, cycles)
-        _run_cycle(pivots, stream, steps_per_cycle, lr, momentum, spring, f_scale)
+        bound = (lr / lr0) / curvature if curvature > 0 and lr0 > 0 else math.inf
+        _run_cycle(pivots, stream, steps_per_cycle, lr, momentum, spring, f_scale, bound)
         dense = _dense_profile(evaluate, pivots, dense_points)
         history.append(float(dense.losses.max()) - end_max)
         if progress is not None:
@@ -272,6 +292,7 @@ def autoneb(
         insertions=insertions,
         threshold=threshold,
         force_scale=f_scale,
+        curvature=curvature,
     )
 
 

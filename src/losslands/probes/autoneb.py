@@ -62,6 +62,7 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
         "insertions": [vars(i) for i in res.insertions],
         "insert_threshold_abs": res.threshold,
         "force_scale": res.force_scale,
+        "curvature": res.curvature,
         # path length over the straight distance: how far the path bends away from the line
         "path_length_ratio": float(offsets[-1]) / float((ends.theta_b - ends.theta_a).norm()),
         "n_eval": prob.n_eval,
