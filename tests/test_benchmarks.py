@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 CASES = {
-    "curvature": ["--samples", "24", "--train-steps", "2", "--repeats", "1", "--ref-tol", "1e-8",
+    "curvature": ["--samples", "4", "--train-steps", "2", "--repeats", "1", "--ref-tol", "1e-8",
                   "--threads", "1"],
     "paths": ["--samples", "32", "--batch", "16", "--steps", "1", "--skip-projections"],
     "subspace": ["--D", "4096", "--d", "64", "--kinds", "dense", "fastfood", "sparse"],
