@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 class JobLoggers:
     """The loggers of one job.
 
-    ``lightning`` goes to the Trainer; ``log_scalars``/``log_figure``/``log_table`` record probe
+    ``lightning`` goes to the Trainer; ``log_scalars``/``log_figure``/``log_table``/``log_lines`` record probe
     results in the same runs. W&B runs are grouped by optimizer, named ``<optimizer>-s<seed>``,
     carry the job type (train, probe or report), tags and the full resolved config.
     """

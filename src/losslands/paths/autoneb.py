@@ -15,8 +15,8 @@ cycle), so the learning rate is a fraction of a pivot spacing per unit relative 
 positive rescaling of the loss leaves the run unchanged. The step is also bounded by curvature:
 in the first cycle at most ``1 / lambda`` per unit force (heavy-ball momentum is stable below
 ``2 (1 + momentum) / lambda``; Polyak 1964), scaled down with the schedule in later cycles, where
-``lambda`` is the largest ``|Hessian eigenvalue|`` of a mini-batch loss at the two endpoints and
-the midpoint (power iteration). On networks the sharp directions have ``lambda`` far above
+``lambda`` is the largest ``|Hessian eigenvalue|`` of three successive mini-batch losses, one each
+at the two endpoints and the midpoint (20 power iterations: an estimate from below). On networks the sharp directions have ``lambda`` far above
 ``F0 / ell``, and a step sized by the forces alone throws the band out of the valley. Each pivot
 moves at most ``0.2 ell`` per step; the velocity itself is capped so momentum cannot build up
 behind that cap. Springs
@@ -224,7 +224,9 @@ def autoneb(
             range on the initial straight chain (its dense maximum minus the lower endpoint loss).
         lr_schedule: Per-cycle learning rates (sequence, or ``cycle -> lr`` with 0-based
             cycles), in pivot spacings per unit ``F / F0``. Default: 0.1 decaying
-            geometrically to 0.01 at the last cycle.
+            geometrically to 0.01 at the last cycle. An upper bound: the step per unit force
+            is also capped at ``(lr / lr_0) / lambda`` (``lambda``: ``AutoNEBResult.curvature``),
+            which binds on networks; then only the schedule's shape matters.
         momentum: Heavy-ball momentum.
         spring: Spring constant in units of ``F0 / ell``.
         dense_points: Evaluation points inside each segment.

@@ -1,4 +1,5 @@
-"""The probe protocol: every probe is a module with ``run`` (and optionally ``plot``).
+"""The probe protocol: every probe is a module with ``run`` (optionally ``scalars``, ``plot``,
+``tables`` and ``lines``).
 
 A probe module ``losslands.probes.<name>`` defines::
 
@@ -31,7 +32,7 @@ SCHEMA = 1
 
 
 class ProbeModule(Protocol):
-    """What a probe module provides (``scalars`` and ``plot`` are optional)."""
+    """What a probe module provides (``scalars``, ``plot``, ``tables``, ``lines`` are optional)."""
 
     def run(self, ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]: ...
 

@@ -3,8 +3,9 @@
 DEFINITIONS = """\
 ## Definitions
 
-All probes run on the trained weights in float32 with the model in eval mode (fixed BatchNorm
-statistics). "Probe subset" = a fixed, unaugmented subset of the training split drawn with
+Probes use the trained float32 weights with the model in eval mode (fixed BatchNorm
+statistics), except where a section says otherwise (perturbation losses in float64; path and
+subspace training use batch statistics and recompute them at evaluated points). "Probe subset" = a fixed, unaugmented subset of the training split drawn with
 `data.probe_seed`: the same images for every optimizer and seed. Tables give mean ± sample std
 over seeds (n = number of seeds with a result).
 
