@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -77,3 +78,16 @@ def test_failed_probe_is_listed(tmp_path):
 def test_missing_sweep_dir_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="multirun"):
         write_report(tmp_path / "nope")
+
+
+def test_curvature_during_training_figure(tmp_path):
+    """Jobs trained with callbacks=probes carry probe_history; the report plots it per optimizer."""
+    _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0), ("adamw", 0): (0.7, 30.0)})
+    assert not (write_report(tmp_path).parent / "figures" / "curvature_during_training.png").exists()
+    for summary in tmp_path.glob("*/train_summary.json"):
+        data = json.loads(summary.read_text())
+        data["probe_history"] = [{"epoch": e, "lambda_max": 10.0 * e, "trace": 100.0 * e, "noise_ratio": 1.0} for e in (1, 2, 3)]
+        write_json(summary, data)
+    text = write_report(tmp_path).read_text()
+    assert "curvature_during_training.png" in text
+    assert (tmp_path / "figures" / "curvature_during_training.png").stat().st_size > 1000
