@@ -44,6 +44,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     Writes ``train_summary.json`` and ``probes/<probe>.json`` (+ ``.png``) in
     ``cfg.paths.output``. A probe result whose config hash matches is not recomputed.
     """
+    if cfg.get("threads"):
+        # parallel jobs on one CPU each defaulting to all cores slow each other down many-fold
+        torch.set_num_threads(int(cfg.threads))
     out = Path(cfg.paths.output)
     out.mkdir(parents=True, exist_ok=True)
     probe_name = cfg.probe.name

@@ -148,3 +148,19 @@ def test_line_plots_reach_the_offline_run(tmp_path):
     rows = {k: v for step in run["history"] for k, v in step.items()}
     # line_series stores the points as a long table (one row per line and x): 2 lines x 3 points
     assert rows["curve/loss_plot_table/nrows"] == 6
+
+
+def test_threads_knob_sets_torch_threads(tmp_path):
+    """`threads=1` pins the job to one CPU thread (parallel sweeps); null leaves torch's choice."""
+    from losslands.task import run
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        run(compose_cfg(tmp_path, *TINY, "threads=1"))
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        run(compose_cfg(tmp_path, *TINY, "threads=null"))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
