@@ -66,7 +66,9 @@ def test_full_dimension_reaches_the_full_space_accuracy(tmp_path):
     assert acc[1] < acc[30] < acc[D]
     assert out["d_int90"] == D and 30 < out["d_int90_interp"] <= D
     s = intrinsic_dim.scalars(out)
-    assert set(s) == {"d_int90", "d_int90_interp", "full_acc", "acc_d1", "acc_d30", f"acc_d{D}"}
+    assert set(s) == {"d_int90", "d_int90_interp", "full_acc", "acc_d1", "acc_d30", f"acc_d{D}",
+                      "reached_90", "d_max"}
+    assert s["reached_90"] == 1.0 and s["d_max"] == D
     with pytest.raises(ValueError, match="probe.dims"):
         cfg.probe.dims = [D + 1]
         intrinsic_dim.run(ctx, cfg.probe)
@@ -81,10 +83,17 @@ def test_cli_writes_json_and_figure(tmp_path):
         "probe.seeds=[0,1]",
         "probe.epochs=1",
     )
-    scalars = {"d_int90", "d_int90_interp", "full_acc", "acc_d2", "acc_d8"}
+    scalars = {"d_int90", "d_int90_interp", "full_acc", "acc_d2", "acc_d8", "reached_90", "d_max"}
     res = assert_probe_outputs(job, "intrinsic_dim", scalars)["result"]
     assert res["n_seeds"] == 2 and len(res["runs"]) == 4
     acc = np.array(res["acc"])
     np.testing.assert_allclose(res["acc_mean"], acc.mean(0))
     np.testing.assert_allclose(res["acc_std"], acc.std(0, ddof=1))
     assert (tmp_path / "job" / "probes" / "intrinsic_dim.png").stat().st_size > 0
+
+
+def test_scalars_say_when_no_dimension_reaches_90_percent():
+    result = {"d_int90": None, "d_int90_interp": None, "full_acc": 0.6, "dims": [10, 100],
+              "acc_mean": [0.1, 0.2]}
+    s = intrinsic_dim.scalars(result)
+    assert s["reached_90"] == 0.0 and s["d_max"] == 100.0 and math.isnan(s["d_int90"])

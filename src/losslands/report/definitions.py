@@ -29,11 +29,13 @@ over seeds (n = number of seeds with a result).
   rank of C, roughly by tr(C)/n: compare the values across n.
 - **Perturbation** (`probe=perturbation`): loss on the probe subset at θ + εv for the top Hessian
   eigenvector v; curvature by central differences (L(ε) − 2L(0) + L(−ε))/ε², which tends to
-  λtop as ε → 0 with an O(ε²) error; loss range over the grid. A filter-normalised random
+  λtop as ε → 0 with an O(ε²) error for a twice-differentiable loss (ReLU and max-pool kinks make a
+  network's loss only piecewise smooth: there it can stay a few % off); loss range over the grid. A filter-normalised random
   direction (Li et al. 2018) for comparison.
 - **Intrinsic dimension** (`probe=intrinsic_dim`; Li et al. 2018): train θ0 + Pz over z ∈ R^d
   from the initialisation with the job's optimizer; d_int90 = smallest d whose test accuracy
-  reaches 90% of the full-space model's test accuracy (and a log-linear interpolated value).
+  reaches 90% of the full-space model's test accuracy (and a log-linear interpolated value);
+  reached_90 = fraction of runs where some d did (else d_int90 > d_max, the largest d tried).
 - **Paths**: linear barrier (Entezari et al. 2022) = max over α ∈ [0,1] of L(θα) − ((1−α)La +
   αLb) on the probe subset, BatchNorm statistics recomputed at each α; AutoNEB (Draxler et al.
   2018) and quadratic Bézier curves (Garipov et al. 2018): barrier = max loss along the path −

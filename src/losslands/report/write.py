@@ -23,7 +23,7 @@ PROBE_TABLES = [
     ("Hessian spectrum", "lanczos", ["lambda_max", "lambda_min", "abs_min_over_max", "lambda_max_over_min", "trace", "negative_mass"]),
     ("Gradient noise vs curvature", "noise", ["lambda_c", "lambda_h", "ratio", "alignment", "trace_c", "lambda_c_over_b"]),
     ("Loss along the top eigenvector", "perturbation", ["lambda_top", "fd_curvature_small", "fd_curvature_large", "loss_range", "random_curvature_small"]),
-    ("Intrinsic dimension", "intrinsic_dim", ["d_int90", "d_int90_interp", "full_acc"]),
+    ("Intrinsic dimension", "intrinsic_dim", ["d_int90", "d_int90_interp", "reached_90", "d_max", "full_acc"]),
     ("Loss surface", "surface", ["loss_center", "loss_min", "loss_max", "sharpness_ratio"]),
 ]
 PATH_PROBES = [("linear", "interpolation"), ("AutoNEB", "autoneb"), ("Bézier", "curve")]
