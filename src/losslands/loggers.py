@@ -93,6 +93,9 @@ class JobLoggers:
 
             self.wandb.experiment  # noqa: B018 - make sure the run exists before finishing it
             wandb.finish()
+            # finish() can return before the offline run file is fully written; teardown waits
+            # for the writer, so the run can be read (or synced) as soon as the job returns
+            wandb.teardown()
 
 
 def _is_number(v: Any) -> bool:
