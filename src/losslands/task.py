@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from losslands.config import with_overrides
 from losslands.io import read_json, save_figure, write_json
 from losslands.loggers import JobLoggers
-from losslands.probes.base import SCHEMA, ProbeContext, load_probe
+from losslands.probes.base import SCHEMA, PartialResults, ProbeContext, load_probe
 from losslands.training.cache import TrainingCache, training_config, training_hash
 from losslands.training.fit import build_datamodule, train_or_reuse
 
@@ -96,6 +96,8 @@ def run_probe(name: str, ctx: ProbeContext, probe_cfg: DictConfig, out: Path,
         "optimizer": ctx.cfg.optimizer.name, "seed": int(ctx.cfg.seed), "model": ctx.cfg.model.name,
     }
     path = out / "probes" / f"{name}.json"
+    # without a probe key, saved pieces could not be matched to this config: keep them in memory
+    ctx.partial = PartialResults(path.with_suffix(".partial.json") if pkey else None, pkey)
     start = time.perf_counter()
     try:
         result = mod.run(ctx, probe_cfg)
@@ -107,6 +109,7 @@ def run_probe(name: str, ctx: ProbeContext, probe_cfg: DictConfig, out: Path,
     scalars = mod.scalars(result) if hasattr(mod, "scalars") else {}
     record["scalars"] = scalars
     write_json(path, record)
+    ctx.partial.clear()
     if hasattr(mod, "plot"):
         fig = mod.plot(result)
         if fig is not None:

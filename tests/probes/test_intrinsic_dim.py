@@ -10,6 +10,8 @@ import pytest
 
 from losslands.flat import num_params
 from losslands.probes import intrinsic_dim
+from losslands.probes.base import PartialResults
+from losslands.task import run_probe
 from losslands.training import fit
 from tests.conftest import TINY, assert_probe_outputs, compose_cfg, run_probe_cli
 from tests.probes.tiny_jobs import job_context
@@ -97,3 +99,50 @@ def test_scalars_say_when_no_dimension_reaches_90_percent():
               "acc_mean": [0.1, 0.2]}
     s = intrinsic_dim.scalars(result)
     assert s["reached_90"] == 0.0 and s["d_max"] == 100.0 and math.isnan(s["d_int90"])
+
+
+def test_a_killed_sweep_resumes_at_the_next_dimension(tmp_path, monkeypatch):
+    ctx, cfg = _trained_ctx(tmp_path)
+    cfg.probe.dims, cfg.probe.projection, cfg.probe.epochs = [2, 8], "dense", 2
+    real = intrinsic_dim.train_in_subspace
+    calls = []
+
+    def killed_at_d8(loss, theta0, d, **kw):
+        if d == 8:
+            raise KeyboardInterrupt  # what a killed job looks like from inside
+        calls.append(d)
+        return real(loss, theta0, d, **kw)
+
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(intrinsic_dim, "train_in_subspace", killed_at_d8)
+    with pytest.raises(KeyboardInterrupt):
+        run_probe("intrinsic_dim", ctx, cfg.probe, out, pkey="key")
+    partial = out / "probes" / "intrinsic_dim.partial.json"
+    assert calls == [2] and partial.exists()
+
+    def counted(loss, theta0, d, **kw):
+        calls.append(d)
+        return real(loss, theta0, d, **kw)
+
+    monkeypatch.setattr(intrinsic_dim, "train_in_subspace", counted)
+    resumed = run_probe("intrinsic_dim", ctx, cfg.probe, out, pkey="key")["result"]
+    assert calls == [2, 8] and not partial.exists()  # d=2 was not trained again
+    # an uninterrupted run gives the same numbers (same data order and projection per d)
+    fresh = run_probe("intrinsic_dim", ctx, cfg.probe, tmp_path / "fresh", pkey="key")["result"]
+    assert calls == [2, 8, 2, 8]
+    assert resumed["acc"] == fresh["acc"] and resumed["runs"] == fresh["runs"]
+
+
+def test_saved_pieces_of_another_probe_key_or_an_unreadable_file_are_ignored(tmp_path):
+    path = tmp_path / "p.partial.json"
+    store = PartialResults(path, "a")
+    store.put("x", {"v": 1})
+    assert PartialResults(path, "a").get("x") == {"v": 1}
+    assert PartialResults(path, "b").get("x") is None  # another config or training run
+    path.write_text("{not json")
+    assert PartialResults(path, "a").get("x") is None
+    store.clear()
+    assert not path.exists() and store.get("x") is None
+    memory = PartialResults()  # no file: pieces live in memory
+    memory.put("y", 2)
+    assert memory.get("y") == 2 and not list(tmp_path.iterdir())

@@ -13,11 +13,17 @@ A probe module ``losslands.probes.<name>`` defines::
 ``ctx``; it must not write files: :func:`losslands.task.run_probe` writes
 ``probes/<name>.json`` (with ``probe``, ``schema``, the resolved probe config, the training
 hash, ``seconds`` and ``status``) and ``probes/<name>.png`` atomically.
+
+Long probes save finished pieces with ``ctx.partial.put(piece, value)`` and look them up with
+``ctx.partial.get(piece)`` first: ``run_probe`` backs the store with
+``probes/<name>.partial.json`` (written atomically after every piece, tagged with the probe key,
+deleted once the probe completes), so a killed job resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -28,6 +34,8 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from losslands.io import read_json, write_json
+
 SCHEMA = 1
 
 
@@ -35,6 +43,47 @@ class ProbeModule(Protocol):
     """What a probe module provides (``scalars``, ``plot``, ``tables``, ``lines`` are optional)."""
 
     def run(self, ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]: ...
+
+
+class PartialResults:
+    """Finished pieces of a probe, kept so a killed job does not redo them.
+
+    With a ``path``, every :meth:`put` rewrites the file atomically; a file written for another
+    probe key (another training run or probe config) is ignored. Without one, pieces live in
+    memory only.
+
+    Args:
+        path: JSON file backing the store, or ``None``.
+        key: the probe key the pieces belong to.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, key: str = "") -> None:
+        self.path = path
+        self.key = key
+        self.pieces: dict[str, Any] = {}
+        if path is not None and os.path.exists(path):
+            try:
+                saved = read_json(path)
+            except ValueError:  # unreadable: start over rather than fail the job
+                saved = None
+            if isinstance(saved, dict) and saved.get("probe_key") == key:
+                self.pieces = dict(saved.get("pieces", {}))
+
+    def get(self, piece: str) -> Any | None:
+        """The saved value of ``piece``, or ``None``."""
+        return self.pieces.get(piece)
+
+    def put(self, piece: str, value: Any) -> None:
+        """Save ``piece`` (JSON-able) and, with a path, write the store."""
+        self.pieces[piece] = value
+        if self.path is not None:
+            write_json(self.path, {"probe_key": self.key, "pieces": self.pieces})
+
+    def clear(self) -> None:
+        """Forget every piece and delete the file."""
+        self.pieces = {}
+        if self.path is not None and os.path.exists(self.path):
+            os.remove(self.path)
 
 
 @dataclass
@@ -53,6 +102,7 @@ class ProbeContext:
             reused through the cache).
         loss_fn: mean cross-entropy.
         quiet: hide progress bars.
+        partial: finished pieces of the running probe (see :class:`PartialResults`).
     """
 
     model: nn.Module
@@ -65,6 +115,7 @@ class ProbeContext:
     loss_fn: nn.Module = field(default_factory=nn.CrossEntropyLoss)
     quiet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    partial: PartialResults = field(default_factory=PartialResults)
 
     def probe_data(self, n: int, index: int = 0) -> tuple[Tensor, Tensor]:
         """The fixed, unaugmented probe subset number ``index`` of size ``n`` on ``device``."""

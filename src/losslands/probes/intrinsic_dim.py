@@ -12,7 +12,8 @@ shuffled training batches, augmented when the job's training was (``augment: nul
 subspace and full-space models see the same recipe. BatchNorm runs on batch statistics while
 training; its statistics are recomputed on training batches before testing.
 ``d_int90_interp`` interpolates linearly in ``log d`` between the last ``d`` below the target and
-the first at or above it.
+the first at or above it. Each finished ``(seed, d)`` run is saved at once (``ctx.partial``), so a
+killed job resumes at the next one.
 """
 
 from __future__ import annotations
@@ -93,6 +94,12 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
     runs = []
     for s, seed in enumerate(seeds):
         for k, d in enumerate(dims):
+            piece = f"seed={seed},d={d}"
+            done = ctx.partial.get(piece)
+            if done is not None:  # finished before the job was killed
+                acc[s, k] = done["test_acc"]
+                runs.append(done)
+                continue
             # every run starts from epoch 0 of the same data order: only d and the seed differ
             batches = train_batches(
                 ctx, batch_size, seed=int(ctx.cfg.seed), augment=augment, n=train_n
@@ -123,6 +130,7 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
                     "steps": res.steps,
                 }
             )
+            ctx.partial.put(piece, runs[-1])
     mean = acc.mean(axis=0)
     target = FRACTION * full_acc
     d_int, d_interp = intrinsic_dimension(dims, mean.tolist(), target)
