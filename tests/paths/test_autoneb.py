@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from losslands.paths import autoneb
+from losslands.paths._common import top_curvature
 from losslands.paths.potentials import (
     MULLER_BROWN_MINIMA,
     MULLER_BROWN_SADDLES,
@@ -169,3 +170,28 @@ def test_stiff_noisy_direction_does_not_throw_the_band_out_of_the_valley():
     line = autoneb(loss_fn, a, b, list(range(N_BATCHES)), eval_loss=eval_loss, cycles=1, steps_per_cycle=0)
     assert math.isfinite(res.barrier) and res.barrier <= line.barrier + 1e-9
     assert float(res.pivots[:, 2].abs().max()) < 0.05
+
+
+def test_top_curvature_is_the_largest_absolute_hessian_eigenvalue():
+    """Against the dense float64 Hessian of a tiny tanh network's loss, and on an indefinite
+    quadratic whose most negative eigenvalue has the largest magnitude."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(20, 3, generator=g, dtype=torch.float64), torch.randn(20, generator=g,
+                                                                               dtype=torch.float64)
+
+    def loss(theta):
+        w1, w2 = theta[:12].reshape(4, 3), theta[12:]
+        return ((torch.tanh(x @ w1.T) @ w2 - y) ** 2).mean()
+
+    theta = torch.randn(16, generator=g, dtype=torch.float64)
+    dense = torch.linalg.eigvalsh(torch.func.hessian(loss)(theta))
+    exact = float(dense.abs().max())
+    assert top_curvature(loss, theta, iters=16) == pytest.approx(exact, rel=1e-8)
+    assert 0.5 * exact < top_curvature(loss, theta, iters=4) <= exact * (1 + 1e-12)
+
+    q, _ = torch.linalg.qr(torch.randn(30, 30, generator=g, dtype=torch.float64))
+    A = q @ torch.diag(torch.linspace(-9.0, 5.0, 30, dtype=torch.float64)) @ q.T
+    # Lanczos stops at residual 1e-3 |lambda|: the eigenvalue is then good to ~1e-6
+    assert top_curvature(lambda t: 0.5 * t @ A @ t, torch.zeros(30, dtype=torch.float64),
+                         iters=30) == pytest.approx(9.0, rel=1e-5)
+    assert top_curvature(lambda t: t.sum(), torch.zeros(5, dtype=torch.float64)) == 0.0
