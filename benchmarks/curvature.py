@@ -7,7 +7,8 @@
 3. Per-sample gradient Gram matrix via ``vmap`` against a Python loop over samples.
 
 Model: ``SmallCNN`` trained a few SGD steps on 512 CIFAR-shaped inputs (random, or the first
-training images when ``LOSSLANDS_CIFAR10_ROOT`` holds ``cifar-10-batches-py``).
+training images when ``LOSSLANDS_CIFAR10_ROOT`` holds ``cifar-10-batches-py``), or the weights
+given with ``--weights`` (a trained reference model's ``model.pt`` from the training cache).
 
 Targets (CPU): lanczos top-3 and bottom-3 in less wall time than PyHessian's top-3; the vmap
 Gram at least 10x faster than the loop. Both sides of each comparison do the same arithmetic per
@@ -220,6 +221,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--ref-tol", type=float, default=1e-10)
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="a SmallCNN state dict, e.g. <cache>/<hash>/model.pt of a reference model "
+        "(default: SmallCNN trained --train-steps SGD steps on the samples)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -229,7 +236,14 @@ def main(argv: list[str] | None = None) -> None:
         f"# losslands.curvature benchmark: SmallCNN, {args.samples} {source} samples, CPU, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}"
     )
-    model = _trained_model(x, y, args.train_steps)
+    if args.weights:
+        model = SmallCNN()
+        model.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
+        model.eval()
+        print(f"model: weights {args.weights}")
+    else:
+        model = _trained_model(x, y, args.train_steps)
+        print(f"model: SmallCNN after {args.train_steps} SGD steps on these samples")
     loss_fn = nn.CrossEntropyLoss()
     sections = set(args.sections.split(","))
     if "hvp" in sections:

@@ -34,3 +34,21 @@ def test_benchmark_runs(name, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(proc.stdout.splitlines()) > 3, proc.stdout
+
+
+def test_curvature_benchmark_on_given_weights(tmp_path):
+    import torch
+
+    from losslands.models.small_cnn import SmallCNN
+
+    torch.manual_seed(0)
+    torch.save(SmallCNN().state_dict(), tmp_path / "model.pt")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("LOSSLANDS_CIFAR10_ROOT", None)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "curvature.py"), *CASES["curvature"],
+         "--sections", "eig", "--weights", str(tmp_path / "model.pt")],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"model: weights {tmp_path / 'model.pt'}" in proc.stdout
