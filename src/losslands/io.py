@@ -28,29 +28,33 @@ def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Convert tensors, numpy values and non-finite floats into plain JSON values."""
+def to_jsonable(obj: Any, strict: bool = True) -> Any:
+    """Convert tensors and numpy values into plain JSON values.
+
+    With ``strict``, non-finite floats become ``None`` / ``"inf"`` / ``"-inf"`` (standard JSON);
+    otherwise they are kept, and Python's ``json`` writes and reads them back as NaN/Infinity.
+    """
     if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
+        return {str(k): to_jsonable(v, strict) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
+        return [to_jsonable(v, strict) for v in obj]
     if isinstance(obj, torch.Tensor):
-        return to_jsonable(obj.detach().cpu().tolist())
+        return to_jsonable(obj.detach().cpu().tolist(), strict)
     if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy arrays and scalars
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
+        return to_jsonable(obj.tolist(), strict)
+    if strict and isinstance(obj, float) and not math.isfinite(obj):
         return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
     if isinstance(obj, Path):
         return str(obj)
     return obj
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Atomically write ``obj`` (made JSON-able) as indented JSON."""
+def write_json(path: str | os.PathLike, obj: Any, strict: bool = True) -> Path:
+    """Atomically write ``obj`` (made JSON-able, see :func:`to_jsonable`) as indented JSON."""
 
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
-            json.dump(to_jsonable(obj), f, indent=2, sort_keys=False)
+            json.dump(to_jsonable(obj, strict), f, indent=2, sort_keys=False)
             f.write("\n")
 
     return _atomic(path, write)

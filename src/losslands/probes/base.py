@@ -17,7 +17,8 @@ hash, ``seconds`` and ``status``) and ``probes/<name>.png`` atomically.
 Long probes save finished pieces with ``ctx.partial.put(piece, value)`` and look them up with
 ``ctx.partial.get(piece)`` first: ``run_probe`` backs the store with
 ``probes/<name>.partial.json`` (written atomically after every piece, tagged with the probe key,
-deleted once the probe completes), so a killed job resumes where it stopped.
+deleted once the probe completes), so a killed job resumes where it stopped. ``lanczos``
+(per subset), ``noise`` (per estimate) and ``intrinsic_dim`` (per ``(seed, d)``) do.
 """
 
 from __future__ import annotations
@@ -74,10 +75,20 @@ class PartialResults:
         return self.pieces.get(piece)
 
     def put(self, piece: str, value: Any) -> None:
-        """Save ``piece`` (JSON-able) and, with a path, write the store."""
+        """Save ``piece`` (JSON-able; NaN and infinities survive) and, with a path, write the store."""
         self.pieces[piece] = value
         if self.path is not None:
-            write_json(self.path, {"probe_key": self.key, "pieces": self.pieces})
+            write_json(self.path, {"probe_key": self.key, "pieces": self.pieces}, strict=False)
+
+    def cached(self, piece: str, compute: Callable[[], Any]) -> Any:
+        """The saved value of ``piece``, else ``compute()``, saved. A saved value comes back as
+        it reads from JSON (lists, not tensors)."""
+        saved = self.get(piece)
+        if saved is not None:
+            return saved
+        value = compute()
+        self.put(piece, value)
+        return value
 
     def clear(self) -> None:
         """Forget every piece and delete the file."""

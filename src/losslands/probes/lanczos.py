@@ -198,8 +198,8 @@ def pyhessian_top(
 def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
     dim = num_params(ctx.model)
     _validate(cfg, dim)
-    repeats = [
-        _one_repeat(ctx, cfg, i)
+    repeats = [  # each finished subset is saved: a killed job resumes at the next one
+        ctx.partial.cached(f"subset={i}", lambda i=i: _one_repeat(ctx, cfg, i))
         for i in ctx.progress(range(int(cfg.repeats)), desc="lanczos repeats")
     ]
     lam_max, lam_max_std = mean_std([r["top"][0] for r in repeats])

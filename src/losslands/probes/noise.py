@@ -80,12 +80,15 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
     skipped = [n for n in ns if n > n_main]
     if skipped:
         log.warning("noise: skipping probe.ns=%s larger than probe.n_samples=%d", skipped, n_main)
+    # each finished estimate is saved: a killed job resumes at the next one
+    def saved(n: int, index: int) -> dict[str, Any]:
+        return ctx.partial.cached(f"n={n},subset={index}", lambda: estimate(ctx, cfg, n, index))
+
     repeats = [
-        estimate(ctx, cfg, n_main, i)
-        for i in ctx.progress(range(int(cfg.repeats)), desc="noise repeats")
+        saved(n_main, i) for i in ctx.progress(range(int(cfg.repeats)), desc="noise repeats")
     ]
     sweep = [
-        repeats[0] if n == n_main else estimate(ctx, cfg, n, 0)
+        repeats[0] if n == n_main else saved(n, 0)
         for n in ctx.progress([n for n in ns if n <= n_main], desc="noise vs n")
     ]
     batch_size = int(ctx.cfg.data.batch_size)
