@@ -4,8 +4,8 @@
 
 Side by side in one process on ``small_cnn`` (D = 183,242): one gradient of the mini-batch
 loss (the baseline), one interpolation point (set weights + loss on the evaluation samples),
-one AutoNEB cycle (``steps`` NEB steps on mini-batches for every pivot + the dense
-evaluation), one Bézier step. Then the projection benchmark of ``benchmarks/subspace.py``
+AutoNEB's setup plus first cycle and its second cycle alone (``steps`` NEB steps on mini-batches
+for every pivot + the dense evaluation), one step of deterministic NEB, and a Bézier run. Then the projection benchmark of ``benchmarks/subspace.py``
 (fastfood vs dense at D = 183,242; time and memory).
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import runpy
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from torch import nn
 
 from losslands.flat import flat_loss, get_flat
 from losslands.models.small_cnn import SmallCNN
-from losslands.paths import autoneb, bezier_curve, linear_interpolation
+from losslands.paths import autoneb, bezier_curve, linear_interpolation, neb
 
 
 def _data(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,21 +74,30 @@ def main() -> None:
         per_batch[0](theta).backward()
 
     t_grad = _time(gradient)
-    t_interp = _time(lambda: linear_interpolation(full, a, b, alphas=torch.tensor([0.5])))
-    t_cycle = _time(
-        lambda: autoneb(
+    alphas = torch.linspace(0, 1, 11)  # holds 0 and 1, so nothing is added
+    t_interp = _time(lambda: linear_interpolation(full, a, b, alphas=alphas)) / len(alphas)
+
+    def run_autoneb(cycles: int) -> None:
+        autoneb(
             stochastic,
             a,
             b,
             list(range(len(batches))),
             eval_loss=full,
-            cycles=1,
+            cycles=cycles,
             steps_per_cycle=args.steps,
             n_pivots_init=3,
             dense_points=3,
-        ),
-        repeats=1,
-    )
+        )
+
+    # one cycle = the difference of two runs, so the one-off setup (initial profile, force
+    # scale, curvature bound) is not counted
+    t_setup_and_cycle = _time(lambda: run_autoneb(1), repeats=1)
+    t_cycle = _time(lambda: run_autoneb(2), repeats=1) - t_setup_and_cycle
+    t_neb = (
+        _time(lambda: neb(full, a, b, n_images=5, max_steps=2 * args.steps, tol=1e-12), repeats=1)
+        - _time(lambda: neb(full, a, b, n_images=5, max_steps=args.steps, tol=1e-12), repeats=1)
+    ) / args.steps
     t_bezier = _time(
         lambda: bezier_curve(
             stochastic, a, b, list(range(len(batches))), eval_loss=full, steps=args.steps, n_eval=3
@@ -96,8 +106,10 @@ def main() -> None:
     )
     rows = [
         ("gradient, 1 mini-batch (baseline)", t_grad),
-        (f"interpolation point ({args.samples} samples)", t_interp),
-        (f"AutoNEB cycle, 3 pivots x {args.steps} steps + dense eval", t_cycle),
+        (f"interpolation point ({args.samples} samples; 11 points / 11)", t_interp),
+        ("AutoNEB setup + first cycle", t_setup_and_cycle),
+        (f"AutoNEB second cycle ({args.steps} steps per pivot + dense eval)", t_cycle),
+        (f"NEB step, 5 images, full {args.samples}-sample loss", t_neb),
         (f"Bezier: {args.steps} steps + 3-point eval", t_bezier),
     ]
     print(
@@ -109,7 +121,11 @@ def main() -> None:
         print(f"{name:<58}{t:>10.3f}{t / t_grad:>12.1f}")
     if not args.skip_projections:
         print("\nprojections (benchmarks/subspace.py):", flush=True)
-        runpy.run_path(str(Path(__file__).with_name("subspace.py")), run_name="__main__")
+        argv, sys.argv = sys.argv, [str(Path(__file__).with_name("subspace.py"))]
+        try:  # subspace.py parses its own (default) arguments, not this script's
+            runpy.run_path(sys.argv[0], run_name="__main__")
+        finally:
+            sys.argv = argv
 
 
 if __name__ == "__main__":

@@ -94,8 +94,9 @@ def test_cli_writes_json_and_figure(tmp_path):
     assert (tmp_path / "job" / "probes" / "intrinsic_dim.png").stat().st_size > 0
 
 
-def test_scalars_say_when_no_dimension_reaches_90_percent():
-    result = {"d_int90": None, "d_int90_interp": None, "full_acc": 0.6, "dims": [10, 100],
+@pytest.mark.parametrize("missing", [math.nan, None])  # in memory / read back from JSON
+def test_scalars_say_when_no_dimension_reaches_90_percent(missing):
+    result = {"d_int90": missing, "d_int90_interp": missing, "full_acc": 0.6, "dims": [10, 100],
               "acc_mean": [0.1, 0.2]}
     s = intrinsic_dim.scalars(result)
     assert s["reached_90"] == 0.0 and s["d_max"] == 100.0 and math.isnan(s["d_int90"])

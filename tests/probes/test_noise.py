@@ -79,6 +79,9 @@ def test_n_dependence_uses_nested_prefixes(outcome):
         truth = dense_truth(outcome.model, *outcome.ctx.probe_data(r["n"], index=0))
         assert r["ratio"] == pytest.approx(truth["ratio"], rel=1e-4)
         assert r["lambda_c_corrected"] == pytest.approx(truth["lambda_c_corrected"], rel=1e-4)
+        assert r["lambda_c_over_b"] == pytest.approx(truth["lambda_c"] / BATCH, rel=1e-4)
+        assert r["lambda_h_converged"] and r["lambda_h_residual"] < 1e-4 * truth["lambda_h"]
+    assert outcome.result["lambda_h_converged"]
     assert by_n[-1] == outcome.result["per_repeat"][0]  # n = n_samples reuses subset 0
 
 
@@ -97,6 +100,7 @@ def test_scalars_plot_tables(outcome):
     } <= set(s)
     assert "ratio_n400" not in s
     assert s["ratio_n30"] == outcome.result["by_n"][1]["ratio"]
+    assert s["lambda_c_over_b_n30"] == outcome.result["by_n"][1]["lambda_c_over_b"]
     assert len(probe.plot(outcome.result).axes) == 2
     cols, rows = probe.tables(outcome.result)["by_n"]
     assert cols[:3] == ["n", "subset", "lambda_c"] and len(rows) == 3 + 2

@@ -102,6 +102,9 @@ class GradientNoise:
         grad_norm: Norm of the mean gradient.
         vector_c: Unit top eigenvector of ``C`` (model dtype).
         vector_h: Unit top eigenvector of the Hessian.
+        lambda_h_residual: ``|H v_H - lambda_h v_H|`` (true residual unless the Lanczos kwargs
+            turn ``true_residuals`` off).
+        lambda_h_converged: Whether Lanczos met its tolerance on the top pair.
     """
 
     lambda_c: float
@@ -114,6 +117,8 @@ class GradientNoise:
     grad_norm: float
     vector_c: Tensor
     vector_h: Tensor
+    lambda_h_residual: float = float("nan")
+    lambda_h_converged: bool = True
 
 
 def gradient_noise(
@@ -176,7 +181,8 @@ def gradient_noise(
     op = HessianOperator(
         model, loss_fn, (inputs, targets), **{"chunk_size": chunk_size, **(hessian_kwargs or {})}
     )
-    eig = lanczos(op, 1, **(lanczos_kwargs or {}))
+    # only the top pair is used: the (clustered) bottom end must not hold up the stopping test
+    eig = lanczos(op, 1, **{"which": "top", **(lanczos_kwargs or {})})
     lambda_h = float(eig.top[0])
     vector_h = eig.top_vectors[0]
     along = float((grads @ vector_h).double().pow(2).sum()) / n
@@ -191,6 +197,8 @@ def gradient_noise(
         grad_norm=float(mean.norm()),
         vector_c=vector_c,
         vector_h=vector_h,
+        lambda_h_residual=float(eig.top_residuals[0]),
+        lambda_h_converged=eig.converged,
     )
 
 

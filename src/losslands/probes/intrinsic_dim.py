@@ -159,7 +159,8 @@ def scalars(result: dict[str, Any]) -> dict[str, float]:
         for k in ("d_int90", "d_int90_interp", "full_acc")
     }
     # when no d reaches 90%, d_int90 is NaN: say so, and up to which d was tried
-    out["reached_90"] = float(result["d_int90"] is not None)
+    # in memory an unreached d_int90 is NaN; read back from JSON it is None
+    out["reached_90"] = float(math.isfinite(out["d_int90"]))
     out["d_max"] = float(max(result["dims"]))
     for d, a in zip(result["dims"], result["acc_mean"], strict=True):
         out[f"acc_d{d}"] = float(a)

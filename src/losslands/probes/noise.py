@@ -70,6 +70,9 @@ def estimate(ctx: ProbeContext, cfg: DictConfig, n: int, index: int) -> dict[str
     )
     out = {"n": gn.n, "index": index, **{f: float(getattr(gn, f)) for f in FIELDS}}
     out["lambda_c_corrected"] = out["lambda_c"] - out["trace_c"] / gn.n
+    out["lambda_c_over_b"] = out["lambda_c"] / int(ctx.cfg.data.batch_size)
+    out["lambda_h_residual"] = gn.lambda_h_residual
+    out["lambda_h_converged"] = gn.lambda_h_converged
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -96,6 +99,9 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
     for field in (*FIELDS, "lambda_c_corrected"):
         out[field], out[f"{field}_std"] = mean_std([r[field] for r in repeats])
     out["lambda_c_over_b"] = out["lambda_c"] / batch_size
+    out["lambda_h_converged"] = all(r["lambda_h_converged"] for r in (*repeats, *sweep))
+    if not out["lambda_h_converged"]:
+        log.warning("noise: lambda_H did not converge everywhere; raise probe.max_iters or tol")
     out["per_repeat"] = repeats
     out["by_n"] = sweep
     out["ns_skipped"] = skipped
@@ -118,6 +124,9 @@ def scalars(result: dict[str, Any]) -> dict[str, float]:
     )
     out = {name: result[name] for name in names}
     out.update({f"ratio_n{r['n']}": r["ratio"] for r in result["by_n"]})
+    out.update(
+        {f"lambda_c_over_b_n{r['n']}": r["lambda_c"] / result["batch_size"] for r in result["by_n"]}
+    )
     return out
 
 
