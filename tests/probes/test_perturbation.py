@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from losslands.directions import filter_normalized_direction
-from losslands.flat import get_flat, set_flat
+from losslands.flat import flat_loss, get_flat, set_flat
 from losslands.probes import perturbation as probe
 from tests.conftest import assert_probe_outputs, run_probe_cli
 from tests.probes.tiny_curvature import assert_refused, context, dense_hessian, probe_cfg, tiny_cnn
@@ -145,3 +145,63 @@ def test_cli_writes_json_and_figure(tmp_path):
     scalars = {"lambda_top", "fd_curvature_small", "rel_error_small"}
     record = assert_probe_outputs(job, "perturbation", scalars, exact=False)
     assert len(record["result"]["eps"]) == 27
+
+
+def _squared_error(out, y):
+    # distinct class weights: otherwise every Hessian eigenvalue would be 10-fold degenerate
+    w = torch.linspace(1.0, 2.0, 10, dtype=out.dtype)
+    return 0.5 * (w * (out - nn.functional.one_hot(y, 10).to(out.dtype)).pow(2)).sum(1).mean()
+
+
+def test_exact_on_a_quadratic_loss_at_every_step():
+    """Linear model + squared error: the loss is quadratic in the weights, so along the unit top
+    eigenvector v, L(eps) = L0 + eps g.v + lambda eps^2 / 2 exactly (v, g, lambda from the dense
+    float64 Hessian and gradient), and the curvature is lambda at every step size."""
+    model = tiny_cnn(convex=True)
+    ctx = context(model)
+    ctx.loss_fn = _squared_error
+    cfg = probe_cfg("perturbation", n_samples=N, max_iters=130, tol=1e-10, chunk_size=None)
+    r = probe.run(ctx, cfg)
+    x, y = ctx.probe_data(N, index=0)
+    ref = copy.deepcopy(model).double().eval()
+    f = flat_loss(ref, _squared_error, (x.double(), y))
+    theta = get_flat(ref)
+    evals, evecs = torch.linalg.eigh(torch.func.hessian(f)(theta))
+    lam, v = float(evals[-1]), evecs[:, -1]
+    assert evals[-1] - evals[-2] > 1e-3 * lam  # a simple top eigenvalue: v is defined up to sign
+    gv = float(torch.func.grad(f)(theta) @ v)
+    eps = torch.tensor(r["eps"], dtype=torch.float64)
+    base = float(f(theta)) + 0.5 * lam * eps**2
+    got = torch.tensor(r["loss_top"], dtype=torch.float64)
+    err = min(float((got - (base + sign * gv * eps)).abs().max()) for sign in (1, -1))
+    assert err < 1e-5 * float(got.max() - got.min())
+    assert r["lambda_top"] == pytest.approx(lam, rel=1e-6)
+    assert r["curvature_top"] == pytest.approx([lam] * len(r["curvature_top"]), rel=1e-6)
+
+
+@pytest.mark.parametrize(("module", "call"), [("noise", "gradient_noise"), ("perturbation", None)])
+def test_only_the_top_pair_holds_up_the_stopping_test(module, call, monkeypatch):
+    """The bottom end of a network Hessian is clustered: waiting for it would waste matvecs."""
+    import importlib
+
+    from losslands.curvature import lanczos as real_lanczos
+
+    target = importlib.import_module(
+        "losslands.curvature.noise" if module == "noise" else "losslands.probes.perturbation"
+    )
+    seen = []
+
+    def spy(op, k, **kw):
+        seen.append(kw.get("which", "both"))
+        return real_lanczos(op, k, **kw)
+
+    monkeypatch.setattr(target, "lanczos", spy)
+    model = tiny_cnn()
+    ctx = context(model)
+    if module == "noise":
+        from losslands.curvature import gradient_noise
+
+        gradient_noise(model, nn.CrossEntropyLoss(), *ctx.probe_data(20), chunk_size=10)
+    else:
+        probe.run(ctx, probe_cfg("perturbation", n_samples=20, max_iters=20, tol=1e-3))
+    assert seen == ["top"]
