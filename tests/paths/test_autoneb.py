@@ -15,6 +15,8 @@ from losslands.paths.potentials import (
     double_well,
     muller_brown,
     refine_stationary_point,
+    ring_chord_barrier,
+    ring_valley,
 )
 
 F64 = torch.float64
@@ -195,3 +197,24 @@ def test_top_curvature_is_the_largest_absolute_hessian_eigenvalue():
     assert top_curvature(lambda t: 0.5 * t @ A @ t, torch.zeros(30, dtype=torch.float64),
                          iters=30) == pytest.approx(9.0, rel=1e-5)
     assert top_curvature(lambda t: t.sum(), torch.zeros(5, dtype=torch.float64)) == 0.0
+
+
+def test_ring_valley_path_has_no_barrier_where_the_chord_has_one():
+    """Two points on a ring of minima: the chord crosses the central bump (closed-form barrier
+    0.92), the path along the ring has none. Mini-batches tilt the ring with zero mean."""
+    angle = 0.2
+    a = torch.tensor([-math.cos(angle), math.sin(angle)], dtype=F64)
+    b = torch.tensor([math.cos(angle), math.sin(angle)], dtype=F64)
+    tilts = 0.1 * _tilts(1.0)
+
+    def loss_fn(theta, batch):
+        return ring_valley(theta) + tilts[batch] @ theta
+
+    chord = ring_chord_barrier(a, b)
+    assert chord > 0.9
+    res = autoneb(loss_fn, a, b, list(range(N_BATCHES)), eval_loss=ring_valley,
+                  steps_per_cycle=100)
+    assert res.barrier < 0.02 * chord
+    radius = res.pivots.norm(dim=1)
+    assert float((radius - 1).abs().max()) < 0.05  # the pivots sit in the valley
+    assert bool((res.pivots[:, 1] > 0).all())  # on the arc the chord's midpoint fell towards
