@@ -55,7 +55,8 @@ def test_curve_matches_hand_interpolated_models_and_barriers(tmp_path):
         for model, alpha in ((model_a, 0.0), (model_b, 1.0)):
             own = evaluate(model, batches)
             i = alphas.index(alpha)
-            assert out[f"{name}_loss"][i] == pytest.approx(own["loss"], rel=1e-6)
+            # the same weights exactly; only float32 summation order differs (a few ulps)
+            assert out[f"{name}_loss"][i] == pytest.approx(own["loss"], rel=2e-7)
             assert out[f"{name}_acc"][i] == own["acc"]
         expected = hand_line(model_a, model_b, alphas, batches)
         loss = np.array([e["loss"] for e in expected])
