@@ -176,3 +176,23 @@ def test_cli_writes_json_and_figure(tmp_path):
     assert rec["config"]["other"] == {"optimizer": "momentum"}
     # 5 points + 0 and 1
     assert rec["result"]["pair"] == "sgd-momentum" and len(rec["result"]["train_loss"]) == 7
+
+
+def test_the_second_endpoint_is_the_cached_training_of_probe_other(tmp_path):
+    """The CLI trains `probe.other` into the training cache; the curve's alpha = 1 end is that
+    checkpoint, which a later job reuses instead of retraining."""
+    from losslands.io import read_json
+    from losslands.training import fit
+
+    over = ("trainer.max_epochs=1", "probe.n_samples=64", "probe.test_samples=64",
+            "probe.n_points=3", f"paths.cache={tmp_path / 'cache'}")
+    rec = read_json(run_probe_cli(tmp_path, "interpolation", *over) / "probes/interpolation.json")
+    cfg_b = compose_cfg(tmp_path, *TINY, "trainer.max_epochs=1", "optimizer=momentum")
+    trained = fit.train_or_reuse(cfg_b)
+    assert not trained.trained_now  # the probe job trained it
+    ctx = job_context(cfg_b, trained.model)
+    own = evaluate(trained.model, split_batches(ctx, "test", 64))
+    result = rec["result"]
+    at_b = result["alphas"].index(1.0)
+    assert result["test_loss"][at_b] == pytest.approx(own["loss"], rel=2e-7)
+    assert result["test_acc"][at_b] == own["acc"]
