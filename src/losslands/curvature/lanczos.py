@@ -172,7 +172,10 @@ class LanczosResult:
         bottom_residuals: Likewise for the bottom pairs.
         iterations: Lanczos steps (Krylov dimension).
         matvecs: Operator products in total, residual checks included.
-        converged: Whether all ``2k`` pairs met the tolerance (or the basis spans the space).
+        converged: Whether the stopping test passed: every watched pair's residual *estimate*
+            met the tolerance (or the basis spans the space). The true residuals are in
+            ``top_residuals``/``bottom_residuals``; with float32 products they can sit above the
+            estimate, at the rounding level of one matvec.
     """
 
     top: Tensor
