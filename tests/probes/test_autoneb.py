@@ -119,3 +119,36 @@ def test_cli_writes_json_and_figure(tmp_path):
     scalars = {"barrier", "linear_barrier", "saddle_t", "n_pivots", "cycles"}
     rec = assert_probe_outputs(job, "autoneb", scalars)
     assert rec["result"]["pair"] == "sgd-momentum"
+
+
+def test_dense_and_pivot_losses_are_the_models_on_the_polyline(tmp_path, monkeypatch):
+    """Interior points too: each dense loss equals a hand-built model at its arc-length position
+    on the pivot polyline, and each pivot loss the model at that pivot."""
+    found = []
+    real = autoneb.autoneb
+
+    def keep(*args, **kwargs):
+        found.append(real(*args, **kwargs))
+        return found[-1]
+
+    monkeypatch.setattr(autoneb, "autoneb", keep)
+    ctx, cfg, _ = _ctx(tmp_path)
+    out = autoneb.run(ctx, cfg.probe)
+    (res,) = found
+    pivots = res.pivots.double()
+    seg = (pivots[1:] - pivots[:-1]).norm(dim=1)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.float64), seg.cumsum(0)]) / seg.sum()
+    manual, data = copy.deepcopy(ctx.model), probe_batches(ctx, 96)
+
+    def at(theta):
+        set_flat(manual, theta.float())
+        return evaluate(manual, data)["loss"]
+
+    for theta, loss in zip(pivots, out["pivot_losses"], strict=True):
+        assert loss == pytest.approx(at(theta), rel=1e-5)
+    assert len(out["dense_t"]) > len(pivots)  # points between the pivots are checked too
+    for t, loss in zip(out["dense_t"], out["dense_losses"], strict=True):
+        j = min(int(torch.searchsorted(offsets, torch.tensor(t, dtype=torch.float64),
+                                       right=True)) - 1, len(seg) - 1)
+        s = (t - float(offsets[j])) / float(offsets[j + 1] - offsets[j])
+        assert loss == pytest.approx(at(pivots[j] + s * (pivots[j + 1] - pivots[j])), rel=1e-5)

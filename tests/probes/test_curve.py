@@ -55,3 +55,28 @@ def test_cli_writes_json_and_figure(tmp_path):
     job = run_probe_cli(tmp_path, "curve", "trainer.max_epochs=1", *SMALL, "probe.steps=5")
     rec = assert_probe_outputs(job, "curve", {"barrier", "linear_barrier"})
     assert rec["result"]["pair"] == "sgd-momentum" and len(rec["result"]["losses"]) == 5
+
+
+def test_trained_curve_losses_are_the_models_on_the_curve(tmp_path, monkeypatch):
+    """Interior points: the losses equal hand-built models at (1-t)^2 a + 2t(1-t) c + t^2 b."""
+    import copy
+
+    from losslands.flat import get_flat, set_flat
+
+    trained = []
+
+    def keep(*args, **kwargs):
+        trained.append(real(*args, **kwargs))
+        return trained[-1]
+
+    real = curve.bezier_curve
+    monkeypatch.setattr(curve, "bezier_curve", keep)
+    ctx, cfg, model_b = _ctx(tmp_path, "probe.steps=6")
+    out = curve.run(ctx, cfg.probe)
+    (res,) = trained
+    a, b, c = get_flat(ctx.model), get_flat(model_b), res.control
+    assert float((c - 0.5 * (a + b)).norm()) > 0  # trained away from the straight line
+    manual, data = copy.deepcopy(ctx.model), probe_batches(ctx, 96)
+    for t, loss in zip(out["t"], out["losses"], strict=True):
+        set_flat(manual, (1 - t) ** 2 * a + 2 * t * (1 - t) * c + t**2 * b)
+        assert loss == pytest.approx(evaluate(manual, data)["loss"], rel=1e-5)
