@@ -192,6 +192,8 @@ def test_pyhessian_backend_agrees_within_its_tolerance():
     assert all(p.grad is None for p in model.parameters())
     ours, theirs = result["per_repeat"][0]["top"][0], result["per_repeat"][0]["pyhessian_top"][0]
     assert theirs == pytest.approx(ours, rel=2e-2)
+    assert result["pyhessian_top_mean"] == [theirs]  # one subset: its value; PyHessian sorted
+    assert probe.scalars(result)["pyhessian_lambda_max"] == theirs
     assert probe.tables(result)["eigenvalues"][1][-1][1] == "pyhessian_top"
 
 

@@ -239,7 +239,22 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
         "negative_mass": neg,
         "negative_mass_std": neg_std,
         "matvecs": sum(r["matvecs"] for r in repeats),
+        **_pyhessian_summary(repeats),
         "per_repeat": repeats,
+    }
+
+
+def _pyhessian_summary(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """PyHessian's top eigenvalues, mean and std over the subsets, next to ours (if it ran)."""
+    if not all("pyhessian_top" in r for r in repeats):
+        return {}
+    n = min(len(r["pyhessian_top"]) for r in repeats)
+    stats = [mean_std([sorted(r["pyhessian_top"], reverse=True)[j] for r in repeats])
+             for j in range(n)]
+    return {
+        "pyhessian_top_mean": [m for m, _ in stats],
+        "pyhessian_top_std": [s for _, s in stats],
+        "pyhessian_lambda_max": stats[0][0],
     }
 
 
@@ -257,7 +272,10 @@ def scalars(result: dict[str, Any]) -> dict[str, float | None]:
         "negative_mass",
         "matvecs",
     )
-    return {name: result[name] for name in names}
+    out = {name: result[name] for name in names}
+    if "pyhessian_lambda_max" in result:
+        out["pyhessian_lambda_max"] = result["pyhessian_lambda_max"]
+    return out
 
 
 def plot(result: dict[str, Any]) -> Figure:
