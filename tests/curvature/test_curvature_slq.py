@@ -20,6 +20,13 @@ def test_exact_quadrature_on_small_diagonal():
         assert torch.allclose(nodes, d, atol=1e-10)
         assert torch.allclose(weights, torch.full((8,), 1 / 8, dtype=torch.float64), atol=1e-10)
     assert res.negative_mass == pytest.approx(2 / 8, abs=1e-10)
+    # closed form of the smoothed mass below 0: mean over eigenvalues of the Gaussian CDF
+    phi = 0.5 * (1 + torch.erf(-d / (res.sigma * 2**0.5)))
+    assert res.negative_mass_smoothed == pytest.approx(float(phi.mean()), abs=1e-10)
+    below = res.grid <= 0
+    assert res.negative_mass_smoothed == pytest.approx(
+        float(torch.trapezoid(res.density[below], res.grid[below])), abs=1e-3
+    )
     assert res.trace_estimate == pytest.approx(float(d.sum()), abs=1e-10)
     assert _trapezoid(res) == pytest.approx(1.0, abs=1e-4)
 
@@ -47,6 +54,8 @@ def test_negative_mass_and_trace_on_a_large_spectrum(spectral_matrix, gap):
     res = slq_density(op, n_vectors=10, n_iters=80, seed=7)
     fraction = float((eig < 0).double().mean())
     assert res.negative_mass == pytest.approx(fraction, abs=0.02 if gap else 0.04)
+    smoothed = float(torch.special.ndtr(-eig / res.sigma).mean())  # on the true spectrum
+    assert res.negative_mass_smoothed == pytest.approx(smoothed, abs=0.02 if gap else 0.04)
     # the trace by-product is Hutchinson's estimate with the same Rademacher probes
     hutch = hutchinson_trace(op, n_samples=10, seed=7)
     assert res.trace_estimate == pytest.approx(hutch.trace, rel=1e-10)

@@ -35,7 +35,13 @@ class SpectralDensity:
             the Krylov space became invariant, in which case the quadrature is exact.
         weights: Per probe, the quadrature weights (each list sums to 1).
         negative_mass: Mean over probes of the total weight on nodes ``< 0``: an estimate of the
-            fraction of eigenvalues that are negative, ``#{lambda_i < 0} / dim``.
+            fraction of eigenvalues that are negative, ``#{lambda_i < 0} / dim``. With few
+            Lanczos steps, nodes near 0 stand for many eigenvalues of both signs and carry
+            large weights, so this jumps when such a node crosses 0.
+        negative_mass_smoothed: The smoothed density's mass below 0,
+            ``mean over probes of sum(w * Phi(-nodes / sigma))``: continuous in the nodes, so
+            steadier than ``negative_mass``, and biased towards 1/2 for eigenvalues within a few
+            ``sigma`` of 0.
         trace_estimate: ``dim * mean over probes of sum(w * nodes)``; as ``sum(w * nodes) =
             v^T A v`` for the unit probe ``v = z / sqrt(dim)``, this equals Hutchinson's
             estimate with the same Rademacher probes ``z``.
@@ -49,6 +55,7 @@ class SpectralDensity:
     negative_mass: float
     trace_estimate: float
     sigma: float
+    negative_mass_smoothed: float = float("nan")
 
 
 def slq_density(
@@ -112,6 +119,10 @@ def slq_density(
         nodes=nodes,
         weights=weights,
         negative_mass=float(sum(float(w[t < 0].sum()) for t, w in zip(nodes, weights, strict=True)))
+        / n_vectors,
+        negative_mass_smoothed=float(
+            sum(float(w @ torch.special.ndtr(-t / sigma)) for t, w in zip(nodes, weights, strict=True))
+        )
         / n_vectors,
         trace_estimate=op.dim
         * sum(float(w @ t) for t, w in zip(nodes, weights, strict=True))

@@ -146,6 +146,7 @@ def _one_repeat(ctx: ProbeContext, cfg: DictConfig, index: int) -> dict[str, Any
         "trace_stderr": trace.stderr,
         "slq_trace": density.trace_estimate,
         "negative_mass": density.negative_mass,
+        "negative_mass_smoothed": density.negative_mass_smoothed,
         "sigma": density.sigma,
         "density_grid": density.grid.tolist(),
         "density": density.density.tolist(),
@@ -208,6 +209,7 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
     positive = all(r["bottom"][0] > 0 for r in repeats)
     trace, trace_std = mean_std([r["trace"] for r in repeats])
     neg, neg_std = mean_std([r["negative_mass"] for r in repeats])
+    neg_s, neg_s_std = mean_std([r["negative_mass_smoothed"] for r in repeats])
     k = int(cfg.k)
     top = [mean_std([r["top"][j] for r in repeats]) for j in range(k)]
     bottom = [mean_std([r["bottom"][j] for r in repeats]) for j in range(k)]
@@ -238,6 +240,8 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
         "trace_stderr": math.sqrt(sum(r["trace_stderr"] ** 2 for r in repeats)) / len(repeats),
         "negative_mass": neg,
         "negative_mass_std": neg_std,
+        "negative_mass_smoothed": neg_s,
+        "negative_mass_smoothed_std": neg_s_std,
         "matvecs": sum(r["matvecs"] for r in repeats),
         **_pyhessian_summary(repeats),
         "per_repeat": repeats,
@@ -270,6 +274,7 @@ def scalars(result: dict[str, Any]) -> dict[str, float | None]:
         "trace_stderr",
         "trace_std",
         "negative_mass",
+        "negative_mass_smoothed",
         "matvecs",
     )
     out = {name: result[name] for name in names}

@@ -20,7 +20,7 @@ OPTIMIZER_ORDER = ["sgd", "momentum", "adamw", "adam"]
 # (title, probe, metrics): one table per probe, rows = optimizers.
 PROBE_TABLES = [
     ("Evaluation on the full splits", "eval", ["train_acc", "test_acc", "train_loss", "test_loss", "generalization_gap"]),
-    ("Hessian spectrum", "lanczos", ["lambda_max", "lambda_min", "abs_min_over_max", "lambda_max_over_min", "trace", "negative_mass"]),
+    ("Hessian spectrum", "lanczos", ["lambda_max", "lambda_min", "abs_min_over_max", "lambda_max_over_min", "trace", "negative_mass", "negative_mass_smoothed"]),
     ("Gradient noise vs curvature", "noise", ["lambda_c", "lambda_h", "ratio", "alignment", "trace_c", "lambda_c_over_b"]),
     ("Loss along the top eigenvector", "perturbation", ["lambda_top", "fd_curvature_small", "fd_curvature_large", "loss_range", "random_curvature_small"]),
     ("Intrinsic dimension", "intrinsic_dim", ["d_int90", "d_int90_interp", "reached_90", "d_max", "full_acc"]),
