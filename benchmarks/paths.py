@@ -5,8 +5,9 @@
 Side by side in one process on ``small_cnn`` (D = 183,242): one gradient of the mini-batch
 loss (the baseline), one interpolation point (set weights + loss on the evaluation samples),
 AutoNEB's setup plus first cycle and its second cycle alone (``steps`` NEB steps on mini-batches
-for every pivot + the dense evaluation), one step of deterministic NEB, and a Bézier run. Then the projection benchmark of ``benchmarks/subspace.py``
-(fastfood vs dense at D = 183,242; time and memory).
+for every pivot + the dense evaluation), one step of deterministic NEB, and a Bézier run. Then
+the projection benchmark of ``benchmarks/subspace.py`` (fastfood vs dense at D = 183,242; time
+and memory).
 """
 
 from __future__ import annotations

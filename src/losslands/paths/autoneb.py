@@ -17,8 +17,8 @@ in the first cycle at most ``1 / lambda`` per unit force (heavy-ball momentum is
 ``2 (1 + momentum) / lambda``; Polyak 1964), scaled down with the schedule in later cycles, where
 ``lambda`` is the largest ``|Hessian eigenvalue|`` of three successive mini-batch losses, one each
 at the two endpoints and the midpoint (20 Lanczos steps watching both ends of the spectrum: an
-estimate from below). On networks the sharp directions have ``lambda`` far above ``F0 / ell``, and a step sized by the forces alone throws the band out of the valley. Each pivot
-moves at most ``0.2 ell`` per step; the velocity itself is capped so momentum cannot build up
+estimate from below). On networks the sharp directions have ``lambda`` far above ``F0 / ell``,
+and a step sized by the forces alone throws the band out of the valley. Each pivot moves at most ``0.2 ell`` per step; the velocity itself is capped so momentum cannot build up
 behind that cap. Springs
 (constant ``spring * F0 / ell``) keep the relative spacing the band had at the start of each
 cycle, so freshly inserted pivots stay where the barrier was detected.

@@ -90,47 +90,43 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
     optimizer = build_optimizer(ctx.cfg)
     lr = None if cfg.lr is None else float(cfg.lr)
 
+    def train_one(d: int, seed: int) -> dict[str, Any]:
+        # every run starts from epoch 0 of the same data order: only d and the seed differ
+        batches = train_batches(ctx, batch_size, seed=int(ctx.cfg.seed), augment=augment, n=train_n)
+        steps = epochs * len(batches)
+        with StepProgress(ctx, steps, f"subspace d={d} seed={seed}") as bar:
+            res = train_in_subspace(
+                loss,
+                theta0,
+                d,
+                projection=str(cfg.projection),
+                optimizer=optimizer,
+                steps=steps,
+                lr=lr,
+                seed=seed,
+                batches=batches,
+                progress=bar,
+            )
+        metrics = evaluator.metrics(res.theta, test)
+        return {
+            "d": d,
+            "seed": seed,
+            "test_acc": metrics["acc"],
+            "test_loss": metrics["loss"],
+            "train_loss": res.loss,
+            "steps": res.steps,
+        }
+
     acc = np.full((len(seeds), len(dims)), np.nan)
     runs = []
     for s, seed in enumerate(seeds):
         for k, d in enumerate(dims):
-            piece = f"seed={seed},d={d}"
-            done = ctx.partial.get(piece)
-            if done is not None:  # finished before the job was killed
-                acc[s, k] = done["test_acc"]
-                runs.append(done)
-                continue
-            # every run starts from epoch 0 of the same data order: only d and the seed differ
-            batches = train_batches(
-                ctx, batch_size, seed=int(ctx.cfg.seed), augment=augment, n=train_n
+            # saved as soon as it finishes: a killed job resumes at the next (seed, d)
+            run_sd = ctx.partial.cached(
+                f"seed={seed},d={d}", lambda d=d, seed=seed: train_one(d, seed)
             )
-            steps = epochs * len(batches)
-            with StepProgress(ctx, steps, f"subspace d={d} seed={seed}") as bar:
-                res = train_in_subspace(
-                    loss,
-                    theta0,
-                    d,
-                    projection=str(cfg.projection),
-                    optimizer=optimizer,
-                    steps=steps,
-                    lr=lr,
-                    seed=seed,
-                    batches=batches,
-                    progress=bar,
-                )
-            metrics = evaluator.metrics(res.theta, test)
-            acc[s, k] = metrics["acc"]
-            runs.append(
-                {
-                    "d": d,
-                    "seed": seed,
-                    "test_acc": metrics["acc"],
-                    "test_loss": metrics["loss"],
-                    "train_loss": res.loss,
-                    "steps": res.steps,
-                }
-            )
-            ctx.partial.put(piece, runs[-1])
+            acc[s, k] = run_sd["test_acc"]
+            runs.append(run_sd)
     mean = acc.mean(axis=0)
     target = FRACTION * full_acc
     d_int, d_interp = intrinsic_dimension(dims, mean.tolist(), target)
@@ -158,8 +154,8 @@ def scalars(result: dict[str, Any]) -> dict[str, float]:
         k: float(result[k]) if result[k] is not None else math.nan
         for k in ("d_int90", "d_int90_interp", "full_acc")
     }
-    # when no d reaches 90%, d_int90 is NaN: say so, and up to which d was tried
-    # in memory an unreached d_int90 is NaN; read back from JSON it is None
+    # say whether some d reached 90% and up to which d was tried (an unreached d_int90 is NaN in
+    # memory, None when read back from JSON: both become NaN above)
     out["reached_90"] = float(math.isfinite(out["d_int90"]))
     out["d_max"] = float(max(result["dims"]))
     for d, a in zip(result["dims"], result["acc_mean"], strict=True):

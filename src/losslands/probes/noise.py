@@ -124,9 +124,7 @@ def scalars(result: dict[str, Any]) -> dict[str, float]:
     )
     out = {name: result[name] for name in names}
     out.update({f"ratio_n{r['n']}": r["ratio"] for r in result["by_n"]})
-    out.update(
-        {f"lambda_c_over_b_n{r['n']}": r["lambda_c"] / result["batch_size"] for r in result["by_n"]}
-    )
+    out.update({f"lambda_c_over_b_n{r['n']}": r["lambda_c_over_b"] for r in result["by_n"]})
     return out
 
 
