@@ -13,13 +13,35 @@ from typing import Any
 import torch
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    # os.umask can only be read by setting it: restore it at once
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Write through ``write(tmp_path)`` to a temp file in the same folder, then rename."""
+    """Write through ``write(tmp_path)`` to a temp file in the same folder, then rename.
+
+    The file gets the mode ``open()`` would give it (0666 minus the umask), like every other
+    file of the job, instead of mkstemp's private 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+        finally:
+            os.close(fd)
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
