@@ -16,19 +16,31 @@ from typing import Any
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
-# Keys that do not change the trained weights, so they stay out of the hash.
+# Keys that change neither the trained weights nor the cached summary, so they stay out of
+# the hash. Everything else is in: an unknown new key costs a retraining, never a wrong reuse.
 _DATA_IGNORED = {"root", "download", "eval_batch_size", "probe_seed", "name"}
-_TRAINER_KEYS = ("max_epochs", "precision", "gradient_clip_val", "accumulate_grad_batches")
+_TRAINER_IGNORED = {
+    "enable_progress_bar", "log_every_n_steps", "enable_model_summary", "num_sanity_val_steps",
+    "profiler", "default_root_dir", "logger", "callbacks", "enable_checkpointing",
+    "detect_anomaly", "barebones",
+}
 
-SCHEMA = 1
+SCHEMA = 2
 
 
 def training_config(cfg: DictConfig | Mapping) -> dict[str, Any]:
-    """The part of a job config that determines the trained weights."""
+    """The part of a job config that determines the trained weights and the training summary.
+
+    ``trainer.accelerator: auto`` is resolved to the device it selects here, since weights
+    trained on a GPU differ from CPU-trained ones.
+    """
     cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
     data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items()
             if k not in _DATA_IGNORED and not k.startswith("_")}
-    trainer = {k: cfg.trainer.get(k) for k in _TRAINER_KEYS if cfg.trainer.get(k) is not None}
+    trainer = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items()
+               if k not in _TRAINER_IGNORED and v is not None}
+    if "accelerator" in trainer:
+        trainer["accelerator"] = _accelerator(str(trainer["accelerator"]))
     return {
         "schema": SCHEMA,
         "model": OmegaConf.to_container(cfg.model, resolve=True),
@@ -39,6 +51,21 @@ def training_config(cfg: DictConfig | Mapping) -> dict[str, Any]:
         # Training-time probes do not change the weights but do fill the summary.
         "callbacks": _container(cfg.get("callbacks")),
     }
+
+
+def _accelerator(name: str) -> str:
+    """Lightning's accelerator name for the device ``name`` selects (``auto`` resolved)."""
+    if name == "cuda":
+        return "gpu"
+    if name != "auto":
+        return name
+    import torch
+
+    if torch.cuda.is_available():
+        return "gpu"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
 
 
 def _container(node: Any) -> Any:
