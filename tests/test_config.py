@@ -93,3 +93,63 @@ def test_unknown_option_lists_valid_ones(tmp_path):
 def test_cli_finds_configs_from_any_directory(tmp_path):
     r = run_cli("optimizer=adamw", "--cfg", "job", cwd=tmp_path, timeout=120)
     assert "AdamW" in r.stdout and "weight_decay: 0.01" in r.stdout
+
+
+BAD_VALUES = [
+    ("trainer.max_epochs=0", "trainer.max_epochs=0", ">= 1"),
+    ("optimizer.lr=-0.1", "optimizer.lr=-0.1", ">= 0"),
+    ("seed=-1", "seed=-1", "0..4294967295"),
+    ("seed=4294967296", "seed=4294967296", "0..4294967295"),
+]
+
+
+@pytest.mark.parametrize("override, key, allowed", BAD_VALUES)
+def test_bad_values_are_refused_before_data_loading(tmp_path, monkeypatch, override, key, allowed):
+    """Each bad value fails fast, naming the key and the allowed range, with no data read."""
+    import time
+
+    from losslands.config import InvalidConfig
+    from losslands.data.datamodule import CIFAR10DataModule
+    from losslands.task import run
+    from losslands.training import fit
+    from tests.conftest import TINY
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data was loaded for an invalid config")
+
+    monkeypatch.setattr(CIFAR10DataModule, "prepare_data", no_data)
+    monkeypatch.setattr(CIFAR10DataModule, "setup", no_data)
+    cfg = compose_cfg(tmp_path, *TINY, override)
+    for call in (run, fit.train_or_reuse, fit.build_datamodule):
+        start = time.perf_counter()
+        with pytest.raises(InvalidConfig, match=key) as err:
+            call(cfg)
+        assert time.perf_counter() - start < 1.0, call
+        assert allowed in str(err.value)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_cli_refuses_a_bad_seed_before_training(tmp_path):
+    r = run_cli("seed=-1", "data=synthetic", "logger=none", "hydra.run.dir=job", cwd=tmp_path,
+                ok=False, timeout=120)
+    assert r.returncode != 0
+    assert "seed=-1" in r.stderr and "0..4294967295" in r.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_validation_accepts_every_shipped_combination(tmp_path):
+    from losslands.config import validate_job_config
+
+    for experiment in options("experiment"):
+        for data in options("data"):
+            validate_job_config(compose_cfg(tmp_path, f"experiment={experiment}", f"data={data}"))
+
+
+def test_smoke_experiment_composes_with_synthetic_data(tmp_path):
+    """The two quick options together: smoke's subsets fit the synthetic splits."""
+    from losslands.training.fit import build_datamodule
+
+    cfg = compose_cfg(tmp_path, "experiment=smoke", "data=synthetic")
+    dm = build_datamodule(cfg)
+    assert dm.train_x.shape[0] == cfg.data.train_subset
+    assert dm.test_x.shape[0] == cfg.data.val_subset

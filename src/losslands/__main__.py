@@ -5,10 +5,12 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from losslands.config import conf_dir
+from losslands.config import conf_dir, validate_job_config
 
 
 def _app(cfg: DictConfig) -> None:
+    # refuse a bad config before torch is even imported
+    validate_job_config(cfg)
     from losslands.task import run
 
     run(cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,6 +11,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 GROUPS = ("data", "model", "optimizer", "trainer", "probe", "logger", "callbacks")
+
+# numpy's seed range: Lightning replaces a seed outside it by another one with only a warning
+SEED_RANGE = (0, 2**32 - 1)
+# The CIFAR-10 split sizes, the bound of data.train_subset / data.val_subset on real data
+CIFAR10_SPLITS = (50_000, 10_000)
 
 
 def conf_dir() -> Path:
@@ -53,3 +59,66 @@ def with_overrides(cfg: DictConfig, overrides: Mapping[str, Any]) -> DictConfig:
         else:
             OmegaConf.update(out, k, v, merge=True)
     return out
+
+
+class InvalidConfig(ValueError):
+    """A job config value that no job could run with (raised before any data is loaded)."""
+
+
+def validate_job_config(cfg: DictConfig | Mapping) -> None:
+    """Refuse a job config whose training could not be meaningful, before any heavy work.
+
+    Checks the values that would otherwise fail late (after data loading), be replaced
+    silently (a seed outside numpy's range) or train nothing (``trainer.max_epochs=0``).
+    Keys absent from ``cfg`` are not checked.
+
+    Raises:
+        InvalidConfig: naming every offending key, its value and the allowed range.
+    """
+    cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
+    errors: list[str] = []
+
+    def get(key: str) -> Any:
+        return OmegaConf.select(cfg, key, default=None)
+
+    seed = get("seed")
+    if seed is not None and not (_is_int(seed) and SEED_RANGE[0] <= seed <= SEED_RANGE[1]):
+        errors.append(f"seed={seed!r} must be an integer in {SEED_RANGE[0]}..{SEED_RANGE[1]} "
+                      "(numpy's seed range)")
+    epochs = get("trainer.max_epochs")
+    if epochs is not None and not (_is_int(epochs) and epochs >= 1):
+        errors.append(f"trainer.max_epochs={epochs!r} must be an integer >= 1 "
+                      "(0 would keep the untrained initial weights)")
+    for key in ("optimizer.lr", "optimizer.weight_decay"):
+        value = get(key)
+        if value is not None and not (_is_number(value) and 0 <= value < math.inf):
+            errors.append(f"{key}={value!r} must be a finite number >= 0")
+    errors += _subset_errors(cfg)
+    if errors:
+        raise InvalidConfig("invalid job config: " + "; ".join(errors))
+
+
+def _subset_errors(cfg: DictConfig) -> list[str]:
+    """``data.train_subset``/``data.val_subset`` against the sizes of the splits they cut."""
+    data = cfg.get("data")
+    if not isinstance(data, DictConfig):
+        return []
+    if data.get("synthetic"):
+        sizes = (data.get("synthetic_train", 2000), data.get("synthetic_test", 500))
+        size_keys = ("data.synthetic_train", "data.synthetic_test")
+    else:
+        sizes, size_keys = CIFAR10_SPLITS, ("the CIFAR-10 train split", "the CIFAR-10 test split")
+    errors = []
+    for key, size, size_key in zip(("train_subset", "val_subset"), sizes, size_keys, strict=True):
+        k = data.get(key)
+        if k is not None and not (_is_int(k) and _is_int(size) and 1 <= k <= size):
+            errors.append(f"data.{key}={k!r} must lie in 1..{size} ({size_key}), or be null")
+    return errors
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from losslands import __version__
+from losslands.config import validate_job_config
 from losslands.flat import num_params
 from losslands.io import save_torch, write_json
 from losslands.training.cache import TrainingCache, training_config, training_hash
@@ -42,6 +43,9 @@ def build_optimizer(cfg: DictConfig):
 
 
 def build_datamodule(cfg: DictConfig):
+    """The job's datamodule, loaded; the job config is validated first (no data read for a
+    config that could not train)."""
+    validate_job_config(cfg)
     dm = instantiate(_without_name(cfg.data))
     dm.prepare_data()
     dm.setup()
@@ -86,8 +90,10 @@ def train_or_reuse(cfg: DictConfig, *, datamodule=None, loggers=(), force: bool 
     function of (seed, epoch), so the resumed run ends with the same weights.
 
     Raises:
+        InvalidConfig: a config value no training could use (checked before anything else).
         DivergenceError: the loss became NaN or infinite (``status: diverged`` is recorded).
     """
+    validate_job_config(cfg)
     force = bool(cfg.train.get("force", False)) if force is None else force
     tcfg = training_config(cfg)
     key = training_hash(tcfg)
