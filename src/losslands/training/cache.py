@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ _TRAINER_IGNORED = {
 }
 
 SCHEMA = 2
+
+log = logging.getLogger(__name__)
 
 
 def training_config(cfg: DictConfig | Mapping) -> dict[str, Any]:
@@ -93,13 +97,50 @@ class TrainingCache:
         return FileLock(str(self.root / f"{key}.lock"), timeout=timeout)
 
     def summary(self, key: str) -> dict | None:
-        """The training summary, or None if the config has not finished training."""
+        """The training summary, or None if the config has not finished training.
+
+        An unreadable summary is moved aside (see :func:`set_aside`) and reads as None, so the
+        training is redone instead of every later job failing on it.
+        """
         f = self.path(key) / "train_summary.json"
         if not f.exists():
             return None
-        with open(f) as fh:
-            return json.load(fh)
+        try:
+            with open(f) as fh:
+                summary = json.load(fh)
+            if not isinstance(summary, dict):
+                raise ValueError(f"holds a {type(summary).__name__}, not a JSON object")
+        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+            set_aside(f, e)
+            return None
+        return summary
 
     def is_complete(self, key: str) -> bool:
         s = self.summary(key)
         return bool(s) and s.get("status") == "completed" and (self.path(key) / "model.pt").exists()
+
+
+def set_aside(path: Path, error: BaseException) -> Path:
+    """Rename an unreadable cached file to ``<name>.corrupt`` and log which one and why.
+
+    The cached files are deterministic outputs of training, so the caller recomputes them;
+    the corrupt copy is kept for inspection (a later one replaces it).
+    """
+    aside = path.with_name(path.name + ".corrupt")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:  # a concurrent job set it aside first
+        pass
+    log.warning("unreadable cached file %s (%s); moved it to %s and recomputing it",
+                path, describe_error(error), aside.name)
+    return aside
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: first line of the message``, for a one-line log or report entry."""
+    lines = str(error).strip().splitlines()
+    first = lines[0] if lines else ""
+    if "weights only" in first.lower() or "weights_only" in first:
+        # torch's message for a file that is not plain tensors suggests loading it unsafely
+        first = "not a file of plain tensors"
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__

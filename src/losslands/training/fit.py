@@ -20,7 +20,7 @@ from losslands import __version__
 from losslands.config import validate_job_config
 from losslands.flat import num_params
 from losslands.io import save_torch, write_json
-from losslands.training.cache import TrainingCache, training_config, training_hash
+from losslands.training.cache import TrainingCache, set_aside, training_config, training_hash
 from losslands.training.module import Classifier, DivergenceError
 
 
@@ -76,18 +76,41 @@ class _DataToDevice(Callback):
         trainer.datamodule.to(pl_module.device)
 
 
-def _load(cfg: DictConfig, cache: TrainingCache, key: str) -> Trained:
+def _load(cfg: DictConfig, cache: TrainingCache, key: str, *, set_aside_unreadable: bool) -> Trained | None:
+    """The cached model, or None when its ``model.pt`` cannot be loaded into the model.
+
+    With ``set_aside_unreadable`` (only under the cache lock, where no job rewrites it), such a
+    file is moved aside and logged; the caller then retrains, which is deterministic.
+    """
     model = build_model(cfg)
-    state = torch.load(cache.path(key) / "model.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    path = cache.path(key) / "model.pt"
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as e:  # truncated, garbage, or not this model's state dict
+        if set_aside_unreadable:
+            set_aside(path, e)
+        return None
     return Trained(model, cache.summary(key), key, cache.path(key), trained_now=False)
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    """Whether Lightning can resume from ``path``; an unreadable one is set aside."""
+    try:
+        # what Lightning's resume does (torch's default weights_only=True), so failures show
+        # here with the file named instead of inside trainer.fit
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        set_aside(path, e)
+        return False
+    return True
 
 
 def train_or_reuse(cfg: DictConfig, *, datamodule=None, loggers=(), force: bool | None = None) -> Trained:
     """Return the trained model for ``cfg``, training it only if the cache lacks it.
 
     A run killed mid-training resumes from ``<cache>/<hash>/last.ckpt``; the data order is a
-    function of (seed, epoch), so the resumed run ends with the same weights.
+    function of (seed, epoch), so the resumed run ends with the same weights. An unreadable
+    cached ``model.pt`` or ``last.ckpt`` is renamed to ``*.corrupt`` (logged) and recomputed.
 
     Raises:
         InvalidConfig: a config value no training could use (checked before anything else).
@@ -99,10 +122,14 @@ def train_or_reuse(cfg: DictConfig, *, datamodule=None, loggers=(), force: bool 
     key = training_hash(tcfg)
     cache = TrainingCache(cfg.paths.cache)
     if not force and cache.is_complete(key):
-        return _load(cfg, cache, key)
+        trained = _load(cfg, cache, key, set_aside_unreadable=False)
+        if trained is not None:
+            return trained
     with cache.lock(key):
         if not force and cache.is_complete(key):  # trained by a concurrent job meanwhile
-            return _load(cfg, cache, key)
+            trained = _load(cfg, cache, key, set_aside_unreadable=True)
+            if trained is not None:
+                return trained
         return _train(cfg, cache, key, tcfg, datamodule, loggers, force)
 
 
@@ -112,7 +139,7 @@ def _train(cfg, cache: TrainingCache, key: str, tcfg: dict, datamodule, loggers,
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "last.ckpt"
-    resume = ckpt if ckpt.exists() else None
+    resume = ckpt if ckpt.exists() and _readable_checkpoint(ckpt) else None
 
     dm = datamodule if datamodule is not None else build_datamodule(cfg)
     model = build_model(cfg)
