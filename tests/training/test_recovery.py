@@ -1,12 +1,14 @@
-"""Recovering from a damaged cache: nothing blocks a rerun."""
+"""Recovering from a damaged cache or a killed run: nothing blocks a rerun, nothing is lost."""
 
 from __future__ import annotations
 
+import csv
 import logging
 
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger
 
 from losslands.training import fit
 from losslands.training.cache import TrainingCache
@@ -89,3 +91,29 @@ def test_corrupt_cached_summary_is_set_aside_and_recomputed(tmp_path, caplog):
         again = fit.train_or_reuse(compose_cfg(tmp_path, *TINY))
     _assert_logged_and_set_aside(caplog, summary)
     assert again.summary["status"] == "completed" and _same_weights(first.model, again.model)
+
+
+def _csv_rows(logger: CSVLogger) -> list[dict]:
+    with open(f"{logger.log_dir}/metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+CURVATURE = ("callbacks=probes", "callbacks.curvature.n_samples=32", "callbacks.curvature.lanczos_iters=4",
+             "callbacks.curvature.hutchinson_samples=2", "callbacks.curvature.noise_samples=16")
+
+
+@pytest.mark.parametrize("callbacks", [(), CURVATURE], ids=["plain", "curvature"])
+def test_resumed_run_logs_the_whole_history(tmp_path, monkeypatch, callbacks):
+    """A resumed job's metrics.csv equals an uninterrupted run's, epochs before the kill included."""
+    reference_logger = CSVLogger(str(tmp_path / "ref_job"), name="csv", version="")
+    fit.train_or_reuse(compose_cfg(tmp_path / "ref", *TINY, "trainer.max_epochs=3", *callbacks),
+                       loggers=[reference_logger])
+    cfg = compose_cfg(tmp_path / "run", *TINY, "trainer.max_epochs=3", *callbacks)
+    _killed_run(cfg, monkeypatch, loggers=[CSVLogger(str(tmp_path / "job"), name="csv", version="")])
+    # the rerun of the job starts a new logger in the same folder (Lightning clears its old file)
+    logger = CSVLogger(str(tmp_path / "job"), name="csv", version="")
+    resumed = fit.train_or_reuse(cfg, loggers=[logger])
+    assert resumed.summary["resumed_from"]
+    rows = _csv_rows(logger)
+    assert sorted({r["epoch"] for r in rows}) == ["0", "1", "2"]
+    assert rows == _csv_rows(reference_logger)

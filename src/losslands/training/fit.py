@@ -76,6 +76,41 @@ class _DataToDevice(Callback):
         trainer.datamodule.to(pl_module.device)
 
 
+class _ReplayHistory(Callback):
+    """Logs the epochs a resumed run restored from its checkpoint, as Lightning logged them
+    (a validation row, then a training row with any curvature values, per epoch), so the job's
+    loggers hold the whole training history and not only the epochs after the resume."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        history = list(getattr(pl_module, "history", []))
+        if not history or not trainer.loggers:
+            return
+        curvature = {h.get("epoch"): h for h in getattr(pl_module, "probe_history", None) or []}
+        # batches per epoch, from the restored step counter (the step Lightning logs at an
+        # epoch's end is the last batch's)
+        stepped = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step)
+        per_epoch = stepped // len(history)
+        for h in history:
+            epoch = int(h["epoch"])
+            step = epoch * per_epoch - 1
+            val = {k: v for k, v in h.items() if k.startswith("val/")}
+            train = {k: v for k, v in h.items() if k.startswith("train/")}
+            train.update({f"curvature/{k}": v for k, v in curvature.get(epoch, {}).items()
+                          if k in ("lambda_max", "trace", "noise_ratio")})
+            for logger in trainer.loggers:
+                for row in (val, train):
+                    if row:
+                        logger.log_metrics({**_as_logged(row), "epoch": epoch - 1}, step=step)
+        for logger in trainer.loggers:
+            logger.save()
+
+
+def _as_logged(row: dict[str, Any]) -> dict[str, Any]:
+    """Values as ``LightningModule.log`` records them: tensors of the default float dtype."""
+    return {k: float(torch.tensor(v, dtype=torch.get_default_dtype())) for k, v in row.items()
+            if isinstance(v, (int, float))}
+
+
 def _load(cfg: DictConfig, cache: TrainingCache, key: str, *, set_aside_unreadable: bool) -> Trained | None:
     """The cached model, or None when its ``model.pt`` cannot be loaded into the model.
 
@@ -109,8 +144,9 @@ def train_or_reuse(cfg: DictConfig, *, datamodule=None, loggers=(), force: bool 
     """Return the trained model for ``cfg``, training it only if the cache lacks it.
 
     A run killed mid-training resumes from ``<cache>/<hash>/last.ckpt``; the data order is a
-    function of (seed, epoch), so the resumed run ends with the same weights. An unreadable
-    cached ``model.pt`` or ``last.ckpt`` is renamed to ``*.corrupt`` (logged) and recomputed.
+    function of (seed, epoch), so the resumed run ends with the same weights, and its loggers
+    get the epochs before the resume too. An unreadable cached ``model.pt`` or ``last.ckpt``
+    is renamed to ``*.corrupt`` (logged) and recomputed.
 
     Raises:
         InvalidConfig: a config value no training could use (checked before anything else).
@@ -152,6 +188,7 @@ def _train(cfg, cache: TrainingCache, key: str, tcfg: dict, datamodule, loggers,
             ModelCheckpoint(dirpath=out, filename="last", save_top_k=1, enable_version_counter=False,
                             save_on_train_epoch_end=True),
             *build_callbacks(cfg),
+            _ReplayHistory(),
         ],
         default_root_dir=str(out),
     )
