@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from losslands.config import conf_dir, validate_job_config
+from losslands.config import conf_dir, register_resolvers, validate_job_config
 
 
 def _app(cfg: DictConfig) -> None:
@@ -17,6 +17,7 @@ def _app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    register_resolvers()
     hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(_app)()
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,25 @@ GROUPS = ("data", "model", "optimizer", "trainer", "probe", "logger", "callbacks
 SEED_RANGE = (0, 2**32 - 1)
 # The CIFAR-10 split sizes, the bound of data.train_subset / data.val_subset on real data
 CIFAR10_SPLITS = (50_000, 10_000)
+
+
+def run_id() -> str:
+    """A short id of this process (pid and a random part): two jobs started in the same second
+    on one machine or several get different run folders (``hydra.run.dir`` ends with it)."""
+    return _run_id(os.getpid())
+
+
+@functools.cache
+def _run_id(pid: int) -> str:
+    # keyed by pid: a forked child must not inherit its parent's id
+    return f"{pid}-{secrets.token_hex(2)}"
+
+
+def register_resolvers() -> None:
+    """Register ``${losslands.run_id:}`` (see :func:`run_id`). Idempotent; called by the entry
+    point before Hydra resolves the run folder."""
+    if not OmegaConf.has_resolver("losslands.run_id"):
+        OmegaConf.register_new_resolver("losslands.run_id", run_id)
 
 
 def conf_dir() -> Path:
