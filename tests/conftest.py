@@ -13,7 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from losslands.config import conf_dir
+from losslands.config import conf_dir, register_configs
 from losslands.io import read_json
 
 CIFAR_ENV = "LOSSLANDS_CIFAR10_ROOT"
@@ -22,6 +22,7 @@ CIFAR_ENV = "LOSSLANDS_CIFAR10_ROOT"
 def compose_cfg(tmp_path: Path, *overrides: str):
     """The job config for ``overrides``, with data/cache/output under ``tmp_path``."""
     GlobalHydra.instance().clear()
+    register_configs()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return compose(
             config_name="config",

@@ -58,6 +58,7 @@ def group_node(group: str, option: str) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    register_configs()
     if GlobalHydra.instance().is_initialized():
         cfg = compose(config_name="config", overrides=[f"{group}={option}"])
     else:
@@ -143,3 +144,29 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def coupled_weight_decay(optimizer_cfg: Mapping[str, Any]) -> float:
+    """The L2 coefficient that is part of the optimised objective (0 for decoupled decay).
+
+    SGD's and Adam's ``weight_decay`` add ``wd * theta`` to the gradient, i.e. minimise
+    ``L + wd/2 |theta|^2``; AdamW decays the weights directly (Loshchilov & Hutter 2019,
+    "Decoupled Weight Decay Regularization"), which no loss term reproduces.
+    """
+    wd = float(optimizer_cfg.get("weight_decay", 0.0) or 0.0)
+    target = str(optimizer_cfg.get("_target_", ""))
+    decoupled = target.endswith("AdamW") or bool(optimizer_cfg.get("decoupled_weight_decay", False))
+    return 0.0 if decoupled else wd
+
+
+def register_configs() -> None:
+    """Register every probe's typed config as the Hydra structured config ``probe/<name>_schema``,
+    which ``conf/probe/<name>.yaml`` extends, so a mistyped option fails at composition.
+    Idempotent; called by the entry points, never at import."""
+    from hydra.core.config_store import ConfigStore
+
+    from losslands.probes.base import available_probes, load_probe
+
+    store = ConfigStore.instance()
+    for name in available_probes():
+        store.store(group="probe", name=f"{name}_schema", node=load_probe(name).Config)

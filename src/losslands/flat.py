@@ -7,6 +7,7 @@ These helpers convert between a model and that view without copying the model.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 
 import torch
@@ -95,3 +96,15 @@ def flat_loss(
         return loss
 
     return f
+
+
+def batch_loss(
+    model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor]
+) -> Callable[[Tensor, Batch], Tensor]:
+    """Differentiable mini-batch loss ``f(theta, (x, y))`` in training mode.
+
+    Runs a private copy in ``train()`` mode, so BatchNorm normalises with batch statistics, as
+    in training (its running statistics, updated in the copy, are never read).
+    """
+    train_model = copy.deepcopy(model).train()
+    return lambda theta, batch: flat_loss(train_model, loss_fn, as_batches(batch))(theta)

@@ -1,12 +1,14 @@
-"""One job: train (or reuse) the configured model, then run the configured probe."""
+"""One job: train (or reuse) the configured model, then run the configured probe.
+
+The entry layer: it reads the Hydra config and hands the probe a
+:class:`~losslands.probes.base.ProbeContext` of named fields, never the config itself.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import time
-import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,12 +16,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from losslands.config import with_overrides
-from losslands.io import read_json, save_figure, write_json
+from losslands.config import coupled_weight_decay, validate_job_config, with_overrides
+from losslands.io import read_json, write_json
 from losslands.loggers import JobLoggers
-from losslands.probes.base import SCHEMA, PartialResults, ProbeContext, load_probe
+from losslands.probes.base import ProbeConfig, ProbeContext, make_config
+from losslands.probes.runner import run_probe
 from losslands.training.cache import TrainingCache, training_config, training_hash
-from losslands.training.fit import build_datamodule, train_or_reuse
+from losslands.training.fit import build_datamodule, build_model, build_optimizer, train_or_reuse
 
 log = logging.getLogger(__name__)
 
@@ -38,24 +41,63 @@ def probe_key(train_key: str, probe_cfg: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def probe_config(cfg: DictConfig) -> ProbeConfig | None:
+    """The job's typed probe config (range-checked), or None for ``probe=none``."""
+    name = cfg.probe.name
+    if name == "none":
+        return None
+    options = OmegaConf.to_container(cfg.probe, resolve=True)
+    return make_config(name, options)
+
+
+def probe_context(cfg: DictConfig, model: torch.nn.Module, datamodule: Any, device: torch.device,
+                  train_key: str, summary: Mapping[str, Any]) -> ProbeContext:
+    """The :class:`ProbeContext` a job's config describes, for its trained ``model``."""
+
+    def load_other(overrides: Mapping[str, Any]) -> torch.nn.Module:
+        other = train_or_reuse(with_overrides(cfg, overrides))
+        return other.model.to(device).float().eval()
+
+    return ProbeContext(
+        model=model,
+        data=datamodule.splits,
+        device=device,
+        batch_size=int(cfg.data.batch_size),
+        eval_batch_size=int(cfg.data.eval_batch_size),
+        augment=bool(cfg.data.augment),
+        optimizer_name=str(cfg.optimizer.name),
+        coupled_weight_decay=coupled_weight_decay(cfg.optimizer),
+        seed=int(cfg.seed),
+        epochs=int(cfg.trainer.max_epochs),
+        model_name=str(cfg.model.name),
+        make_model=lambda: build_model(cfg),
+        make_optimizer=build_optimizer(cfg),
+        load_other=load_other,
+        train_key=train_key,
+        train_summary=summary,
+    )
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one job; returns the probe result record (or the training summary for probe=none).
 
     Writes ``train_summary.json`` and ``probes/<probe>.json`` (+ ``.png``) in
-    ``cfg.paths.output``. A probe result whose config hash matches is not recomputed.
+    ``cfg.paths.output``. A probe result whose config hash matches is not recomputed. The
+    config (job and probe) is checked before any data is loaded.
     """
+    validate_job_config(cfg)
+    pcfg = probe_config(cfg)
     if cfg.get("threads"):
         # parallel jobs on one CPU each defaulting to all cores slow each other down many-fold
         torch.set_num_threads(int(cfg.threads))
     out = Path(cfg.paths.output)
     out.mkdir(parents=True, exist_ok=True)
     probe_name = cfg.probe.name
-    probe_cfg = OmegaConf.to_container(cfg.probe, resolve=True)
     tcfg = training_config(cfg)
     key = training_hash(tcfg)
-    pkey = probe_key(key, probe_cfg)
+    pkey = probe_key(key, pcfg.to_dict()) if pcfg is not None else ""
     result_path = out / "probes" / f"{probe_name}.json"
-    if probe_name != "none" and result_path.exists():
+    if pcfg is not None and result_path.exists():
         old = read_json(result_path)
         if old.get("status") == "completed" and old.get("probe_key") == pkey:
             log.info("probe %s already done for this config: %s", probe_name, result_path)
@@ -69,59 +111,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         trained = train_or_reuse(cfg, datamodule=dm, loggers=loggers.lightning)
         write_json(out / "train_summary.json", trained.summary)
         loggers.log_scalars("final", {k.replace("/", "_"): v for k, v in trained.summary["final"].items()})
-        if probe_name == "none":
+        if pcfg is None:
             return trained.summary
         device = probe_device(cfg)
         dm.to(device)
         model = trained.model.to(device).float().eval()
-
-        def load_other(overrides: Mapping[str, Any]) -> torch.nn.Module:
-            other = train_or_reuse(with_overrides(cfg, overrides))
-            return other.model.to(device).float().eval()
-
-        ctx = ProbeContext(model=model, datamodule=dm, cfg=cfg, device=device, train_hash=key,
-                           train_summary=trained.summary, load_other=load_other)
-        return run_probe(probe_name, ctx, cfg.probe, out, loggers, pkey)
+        ctx = probe_context(cfg, model, dm, device, key, trained.summary)
+        return run_probe(probe_name, ctx, pcfg, out, loggers, pkey)
     finally:
         loggers.finish()
-
-
-def run_probe(name: str, ctx: ProbeContext, probe_cfg: DictConfig, out: Path,
-              loggers: JobLoggers | None = None, pkey: str = "") -> dict[str, Any]:
-    """Run one probe and write its JSON (always, also on failure) and figure."""
-    mod = load_probe(name)
-    record: dict[str, Any] = {
-        "probe": name, "schema": SCHEMA, "config": OmegaConf.to_container(probe_cfg, resolve=True),
-        "train_hash": ctx.train_hash, "probe_key": pkey,
-        "optimizer": ctx.cfg.optimizer.name, "seed": int(ctx.cfg.seed), "model": ctx.cfg.model.name,
-    }
-    path = out / "probes" / f"{name}.json"
-    # without a probe key, saved pieces could not be matched to this config: keep them in memory
-    ctx.partial = PartialResults(path.with_suffix(".partial.json") if pkey else None, pkey)
-    start = time.perf_counter()
-    try:
-        result = mod.run(ctx, probe_cfg)
-    except Exception:
-        record.update(status="failed", seconds=time.perf_counter() - start, error=traceback.format_exc())
-        write_json(path, record)
-        raise
-    record.update(status="completed", seconds=time.perf_counter() - start, result=result)
-    scalars = mod.scalars(result) if hasattr(mod, "scalars") else {}
-    record["scalars"] = scalars
-    write_json(path, record)
-    ctx.partial.clear()
-    if hasattr(mod, "plot"):
-        fig = mod.plot(result)
-        if fig is not None:
-            png = save_figure(path.with_suffix(".png"), fig)
-            if loggers is not None:
-                loggers.log_figure(f"{name}/figure", png)
-    if loggers is not None:
-        loggers.log_scalars(name, scalars)
-        if hasattr(mod, "tables"):
-            for tname, (cols, rows) in mod.tables(result).items():
-                loggers.log_table(f"{name}/{tname}", cols, rows)
-        if hasattr(mod, "lines"):
-            for lname, (xname, series) in mod.lines(result).items():
-                loggers.log_lines(f"{name}/{lname}_plot", xname, series)
-    return record

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from losslands.data import CIFAR10_MEAN, CIFAR10_STD, CIFAR10DataModule, cifar10
+from losslands.data import CIFAR10_MEAN, CIFAR10_STD, cifar10
 from losslands.data.cifar10 import (
     ALL_FILES,
     FOLDER,
@@ -19,6 +19,7 @@ from losslands.data.cifar10 import (
     ensure_cifar10,
     read_cifar10,
 )
+from losslands.data.datamodule import CIFAR10DataModule
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -11,7 +11,6 @@ from torch.nn import functional as F
 from losslands.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
-    CIFAR10DataModule,
     DeviceLoader,
     make_synthetic,
     normalize,
@@ -20,7 +19,8 @@ from losslands.data import (
     random_flip,
 )
 from losslands.data.augment import crop_offsets, flip_mask
-from losslands.data.datamodule import epoch_seed
+from losslands.data.datamodule import CIFAR10DataModule
+from losslands.data.loader import epoch_seed
 from losslands.models import MLP
 
 

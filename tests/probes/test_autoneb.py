@@ -11,17 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from losslands.flat import get_flat, set_flat
+from losslands.evaluate import PointEvaluator, evaluate
+from losslands.flat import batch_loss, get_flat, set_flat
 from losslands.io import to_jsonable
 from losslands.probes import autoneb
-from losslands.probes._pairwise import (
-    PointEvaluator,
-    batch_loss,
-    bn_data,
-    probe_batches,
-    train_batches,
-)
-from losslands.probes.base import evaluate
 from tests.conftest import TINY, assert_probe_outputs, compose_cfg, run_probe_cli
 from tests.probes.tiny_jobs import conv_bn, hand_line, job_context, mlp_pair
 
@@ -44,7 +37,7 @@ def _ctx(tmp_path, *overrides):
 def test_profiles_barriers_and_a_light_result(tmp_path):
     ctx, cfg, model_b = _ctx(tmp_path)
     out = autoneb.run(ctx, cfg.probe)
-    data = probe_batches(ctx, 96)
+    data = ctx.probe_batches(96)
     loss_a, loss_b = evaluate(ctx.model, data)["loss"], evaluate(model_b, data)["loss"]
     assert out["loss_a"] == pytest.approx(loss_a, rel=1e-5) and out["loss_b"] == pytest.approx(
         loss_b, rel=1e-5
@@ -93,25 +86,25 @@ def test_evaluator_loss_refreshes_batchnorm_statistics_at_every_point(tmp_path):
     ctx, _, _ = _ctx(tmp_path)
     model = conv_bn()
     ctx.model = model
-    evaluator = PointEvaluator(model, ctx.loss_fn, bn_data(ctx, 2))
-    data = probe_batches(ctx, 96)
+    evaluator = PointEvaluator(model, ctx.loss_fn, ctx.bn_batches(2))
+    data = ctx.probe_batches(96)
     f = evaluator.loss(data)
     theta = get_flat(model)
     for point in (theta, 1.5 * theta, theta):
         # a fresh evaluator per point: its statistics cannot be left over from another point
-        reference = PointEvaluator(model, ctx.loss_fn, bn_data(ctx, 2)).metrics(point, data)
+        reference = PointEvaluator(model, ctx.loss_fn, ctx.bn_batches(2)).metrics(point, data)
         assert float(f(point)) == pytest.approx(reference["loss"], rel=1e-5)
     assert float(f(theta)) != pytest.approx(float(f(1.5 * theta)), rel=1e-3)
 
 
 def test_train_batches_reshuffle_every_pass_and_are_reproducible(tmp_path):
     ctx, _, _ = _ctx(tmp_path)
-    first = train_batches(ctx, 64, seed=3)
-    again = train_batches(ctx, 64, seed=3)
+    first = ctx.train_batches(64, seed=3)
+    again = ctx.train_batches(64, seed=3)
     p1, p2 = [y for _, y in first], [y for _, y in first]
     assert not all(torch.equal(a, b) for a, b in zip(p1, p2, strict=True))
     assert all(torch.equal(a, b) for a, b in zip(p1, [y for _, y in again], strict=True))
-    assert sorted(torch.cat(p1).tolist()) == sorted(ctx.datamodule.train_y.tolist())
+    assert sorted(torch.cat(p1).tolist()) == sorted(ctx.data.train_y.tolist())
 
 
 def test_cli_writes_json_and_figure(tmp_path):
@@ -138,7 +131,7 @@ def test_dense_and_pivot_losses_are_the_models_on_the_polyline(tmp_path, monkeyp
     pivots = res.pivots.double()
     seg = (pivots[1:] - pivots[:-1]).norm(dim=1)
     offsets = torch.cat([torch.zeros(1, dtype=torch.float64), seg.cumsum(0)]) / seg.sum()
-    manual, data = copy.deepcopy(ctx.model), probe_batches(ctx, 96)
+    manual, data = copy.deepcopy(ctx.model), ctx.probe_batches(96)
 
     def at(theta):
         set_flat(manual, theta.float())

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from losslands.evaluate import evaluate
 from losslands.probes import curve
-from losslands.probes._pairwise import probe_batches
-from losslands.probes.base import evaluate
 from tests.conftest import TINY, assert_probe_outputs, compose_cfg, run_probe_cli
 from tests.probes.tiny_jobs import hand_line, job_context, mlp_pair
 
@@ -24,7 +23,7 @@ def _ctx(tmp_path, *overrides):
 def test_untrained_curve_is_the_straight_line(tmp_path):
     ctx, cfg, model_b = _ctx(tmp_path, "probe.steps=0")
     out = curve.run(ctx, cfg.probe)
-    data = probe_batches(ctx, 96)
+    data = ctx.probe_batches(96)
     expected = [m["loss"] for m in hand_line(ctx.model, model_b, out["linear_t"], data)]
     np.testing.assert_allclose(out["linear_losses"], expected, rtol=1e-5)
     assert out["t"] == out["linear_t"] and out["control_offset"] == 0.0
@@ -39,7 +38,7 @@ def test_untrained_curve_is_the_straight_line(tmp_path):
 def test_trained_curve_keeps_its_ends_and_reports_its_barrier(tmp_path):
     ctx, cfg, model_b = _ctx(tmp_path, "probe.steps=6")
     out = curve.run(ctx, cfg.probe)
-    data = probe_batches(ctx, 96)
+    data = ctx.probe_batches(96)
     assert out["loss_a"] == pytest.approx(evaluate(ctx.model, data)["loss"], rel=1e-5)
     assert out["loss_b"] == pytest.approx(evaluate(model_b, data)["loss"], rel=1e-5)
     assert out["barrier"] == pytest.approx(
@@ -76,7 +75,7 @@ def test_trained_curve_losses_are_the_models_on_the_curve(tmp_path, monkeypatch)
     (res,) = trained
     a, b, c = get_flat(ctx.model), get_flat(model_b), res.control
     assert float((c - 0.5 * (a + b)).norm()) > 0  # trained away from the straight line
-    manual, data = copy.deepcopy(ctx.model), probe_batches(ctx, 96)
+    manual, data = copy.deepcopy(ctx.model), ctx.probe_batches(96)
     for t, loss in zip(out["t"], out["losses"], strict=True):
         set_flat(manual, (1 - t) ** 2 * a + 2 * t * (1 - t) * c + t**2 * b)
         assert loss == pytest.approx(evaluate(manual, data)["loss"], rel=1e-5)

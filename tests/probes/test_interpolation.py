@@ -9,16 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from losslands.batchnorm import recompute_bn
+from losslands.evaluate import PointEvaluator, evaluate
 from losslands.flat import get_flat
 from losslands.probes import interpolation
-from losslands.probes._pairwise import (
-    PointEvaluator,
-    bn_data,
-    probe_batches,
-    recompute_bn,
-    split_batches,
-)
-from losslands.probes.base import evaluate
 from tests.conftest import TINY, assert_probe_outputs, compose_cfg, run_probe_cli
 from tests.probes.tiny_jobs import hand_line, job_context, mlp_pair
 
@@ -40,7 +34,7 @@ def test_curve_matches_hand_interpolated_models_and_barriers(tmp_path):
         and out["other"] == "momentum"
         and out["pair"] == "sgd-momentum"
     )
-    data = {"train": probe_batches(ctx, 96), "test": split_batches(ctx, "test", 80)}
+    data = {"train": ctx.probe_batches(96), "test": ctx.split_batches("test", 80)}
     assert out["n_train"] == 96 and out["n_test"] == 80 and not out["bn_recomputed"]
     alphas = out["alphas"]
     assert (
@@ -99,7 +93,7 @@ def _bn_cnn(seed: int) -> nn.Module:
 def test_batchnorm_statistics_are_recomputed_on_training_batches(tmp_path):
     model_a, model_b = _bn_cnn(0), _bn_cnn(1)
     ctx, cfg = _ctx(tmp_path, model_a, model_b)
-    bn = bn_data(ctx, 2)
+    bn = ctx.bn_batches(2)
     assert len(bn) == 2 and all(len(x) == int(cfg.data.batch_size) for x, _ in bn)
     # Hand computation: average over the batches of the batch mean and unbiased batch variance.
     feats = [model_a[0](x) for x, _ in bn]
@@ -117,7 +111,7 @@ def test_batchnorm_statistics_are_recomputed_on_training_batches(tmp_path):
     fixed = copy.deepcopy(model_a)
     fixed[1].running_mean.copy_(mean.detach())
     fixed[1].running_var.copy_(var.detach())
-    batches = probe_batches(ctx, 96)
+    batches = ctx.probe_batches(96)
     at0 = out["train_loss"][out["alphas"].index(0.0)]
     assert at0 == pytest.approx(evaluate(fixed, batches)["loss"], rel=1e-5)
     assert abs(at0 - evaluate(model_a, batches)["loss"]) > 1e-3  # stored statistics are not used
@@ -127,8 +121,8 @@ def test_recompute_without_batchnorm_changes_nothing(tmp_path):
     model_a, model_b = mlp_pair(tmp_path, seed_b=3)
     ctx, _ = _ctx(tmp_path, model_a, model_b)
     before = copy.deepcopy(model_a.state_dict())
-    assert bn_data(ctx, 5) is None
-    assert recompute_bn(model_a, probe_batches(ctx, 96)) is False
+    assert ctx.bn_batches(5) is None
+    assert recompute_bn(model_a, ctx.probe_batches(96)) is False
     assert all(torch.equal(before[k], v) for k, v in model_a.state_dict().items())
 
 
@@ -191,7 +185,7 @@ def test_the_second_endpoint_is_the_cached_training_of_probe_other(tmp_path):
     trained = fit.train_or_reuse(cfg_b)
     assert not trained.trained_now  # the probe job trained it
     ctx = job_context(cfg_b, trained.model)
-    own = evaluate(trained.model, split_batches(ctx, "test", 64))
+    own = evaluate(trained.model, ctx.split_batches("test", 64))
     result = rec["result"]
     at_b = result["alphas"].index(1.0)
     assert result["test_loss"][at_b] == pytest.approx(own["loss"], rel=2e-7)

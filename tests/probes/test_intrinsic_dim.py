@@ -11,7 +11,8 @@ import pytest
 from losslands.flat import num_params
 from losslands.probes import intrinsic_dim
 from losslands.probes.base import PartialResults
-from losslands.task import run_probe
+from losslands.probes.runner import run_probe
+from losslands.task import probe_config
 from losslands.training import fit
 from tests.conftest import TINY, assert_probe_outputs, compose_cfg, run_probe_cli
 from tests.probes.tiny_jobs import job_context
@@ -58,7 +59,7 @@ def test_full_dimension_reaches_the_full_space_accuracy(tmp_path):
     ctx, cfg = _trained_ctx(tmp_path)
     D = num_params(ctx.model)
     cfg.probe.dims, cfg.probe.projection = [1, 30, D], "dense"
-    out = intrinsic_dim.run(ctx, cfg.probe)
+    out = intrinsic_dim.run(ctx, probe_config(cfg))
     acc = dict(zip(out["dims"], out["acc_mean"], strict=True))
     assert out["num_params"] == D and out["epochs"] == 8 and not out["augment"]
     assert (
@@ -73,7 +74,7 @@ def test_full_dimension_reaches_the_full_space_accuracy(tmp_path):
     assert s["reached_90"] == 1.0 and s["d_max"] == D
     with pytest.raises(ValueError, match="probe.dims"):
         cfg.probe.dims = [D + 1]
-        intrinsic_dim.run(ctx, cfg.probe)
+        intrinsic_dim.run(ctx, probe_config(cfg))
 
 
 def test_cli_writes_json_and_figure(tmp_path):
@@ -117,7 +118,7 @@ def test_a_killed_sweep_resumes_at_the_next_dimension(tmp_path, monkeypatch):
     out = tmp_path / "resumed"
     monkeypatch.setattr(intrinsic_dim, "train_in_subspace", killed_at_d8)
     with pytest.raises(KeyboardInterrupt):
-        run_probe("intrinsic_dim", ctx, cfg.probe, out, pkey="key")
+        run_probe("intrinsic_dim", ctx, probe_config(cfg), out, pkey="key")
     partial = out / "probes" / "intrinsic_dim.partial.json"
     assert calls == [2] and partial.exists()
 
@@ -126,10 +127,10 @@ def test_a_killed_sweep_resumes_at_the_next_dimension(tmp_path, monkeypatch):
         return real(loss, theta0, d, **kw)
 
     monkeypatch.setattr(intrinsic_dim, "train_in_subspace", counted)
-    resumed = run_probe("intrinsic_dim", ctx, cfg.probe, out, pkey="key")["result"]
+    resumed = run_probe("intrinsic_dim", ctx, probe_config(cfg), out, pkey="key")["result"]
     assert calls == [2, 8] and not partial.exists()  # d=2 was not trained again
     # an uninterrupted run gives the same numbers (same data order and projection per d)
-    fresh = run_probe("intrinsic_dim", ctx, cfg.probe, tmp_path / "fresh", pkey="key")["result"]
+    fresh = run_probe("intrinsic_dim", ctx, probe_config(cfg), tmp_path / "fresh", pkey="key")["result"]
     assert calls == [2, 8, 2, 8]
     assert resumed["acc"] == fresh["acc"] and resumed["runs"] == fresh["runs"]
 

@@ -115,8 +115,7 @@ def test_scalars_plot_tables(outcome):
     ],
 )
 def test_bad_settings_name_the_key(override, key):
-    cfg = probe_cfg("noise", n_samples=10, repeats=1, ns=[4])
-    assert_refused(probe, cfg, override, key)
+    assert_refused(probe, {"n_samples": 10, "repeats": 1, "ns": [4], **override}, key)
 
 
 def test_cli_writes_json_and_figure(tmp_path):

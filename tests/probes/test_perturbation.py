@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -107,8 +108,7 @@ def test_random_curvature_is_the_rayleigh_quotient(outcome):
 
 
 def test_filter_scale_keeps_li_et_al_length_and_per_unit_curvature(outcome):
-    cfg = outcome.cfg.copy()
-    cfg.random_scale = "filter"
+    cfg = dataclasses.replace(outcome.cfg, random_scale="filter")
     r = probe.run(outcome.ctx, cfg)
     assert r["random_direction_norm"] == pytest.approx(
         outcome.result["random_filter_norm"], rel=1e-6
@@ -136,8 +136,7 @@ def test_scalars_plot_tables(outcome):
     [("random_scale", "gauss"), ("loss_dtype", "half"), ("n_samples", 0), ("eps_min", 0.0)],
 )
 def test_bad_settings_name_the_key(key, value):
-    cfg = probe_cfg("perturbation", n_samples=10)
-    assert_refused(probe, cfg, {key: value}, f"probe.{key}")
+    assert_refused(probe, {"n_samples": 10, key: value}, f"probe.{key}")
 
 
 def test_cli_writes_json_and_figure(tmp_path):

@@ -6,11 +6,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from omegaconf import OmegaConf
 
 from losslands.probes import lanczos, noise
 from losslands.probes.base import PartialResults
-from losslands.task import run_probe
+from losslands.probes.runner import run_probe
 from tests.probes.tiny_curvature import context, probe_cfg, tiny_cnn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -28,7 +27,7 @@ CASES = {
 def test_a_killed_probe_resumes_at_the_next_piece(name, tmp_path, monkeypatch):
     module, fn_name, overrides, pieces = CASES[name]
     ctx = context(tiny_cnn())
-    OmegaConf.update(ctx.cfg, "model", {"name": "tiny_cnn"}, merge=True)
+    ctx.model_name = "tiny_cnn"
     cfg = probe_cfg(name, **overrides)
     real = getattr(module, fn_name)
     calls = []

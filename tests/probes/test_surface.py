@@ -9,10 +9,9 @@ import torch
 from torch.nn import functional as F
 
 from losslands.directions import filter_normalized_direction
+from losslands.evaluate import evaluate
 from losslands.flat import unflatten
 from losslands.probes import surface
-from losslands.probes._pairwise import probe_batches
-from losslands.probes.base import evaluate
 from tests.conftest import TINY, assert_probe_outputs, compose_cfg, run_probe_cli
 from tests.probes.tiny_jobs import conv_bn, job_context
 
@@ -28,7 +27,7 @@ def _ctx(tmp_path, *overrides, loss_fn=None):
 def test_centre_is_the_models_loss(tmp_path):
     ctx, cfg = _ctx(tmp_path, "probe.resolution=3")
     out = surface.run(ctx, cfg.probe)
-    own = evaluate(ctx.model, probe_batches(ctx, 96))
+    own = evaluate(ctx.model, ctx.probe_batches(96))
     assert out["alphas"] == [-1.0, 0.0, 1.0] and out["betas"] == [-1.0, 0.0, 1.0]
     assert out["losses"][1][1] == out["loss_center"] == pytest.approx(own["loss"], rel=1e-6)
     assert out["acc_center"] == own["acc"]
@@ -101,7 +100,7 @@ def test_batchnorm_recompute_is_optional(tmp_path):
     stored = surface.run(ctx, cfg.probe)
     assert not stored["bn_recomputed"]
     assert stored["loss_center"] == pytest.approx(
-        evaluate(model, probe_batches(ctx, 96))["loss"], rel=1e-6
+        evaluate(model, ctx.probe_batches(96))["loss"], rel=1e-6
     )
     cfg.probe.bn_batches = 1
     recomputed = surface.run(ctx, cfg.probe)

@@ -12,13 +12,13 @@ from types import ModuleType
 
 import pytest
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from losslands.config import conf_dir
+from losslands.config import conf_dir, coupled_weight_decay
 from losslands.data.datamodule import CIFAR10DataModule
 from losslands.flat import flat_loss, get_flat
-from losslands.probes.base import ProbeContext
+from losslands.probes.base import ProbeConfig, ProbeContext, make_config
 
 SGD = {"_target_": "torch.optim.SGD", "name": "sgd", "lr": 0.1, "weight_decay": 5e-4}
 ADAMW = {"_target_": "torch.optim.AdamW", "name": "adamw", "lr": 1e-3, "weight_decay": 1e-2}
@@ -60,33 +60,35 @@ def datamodule(n_train: int = 600, batch_size: int = 32) -> CIFAR10DataModule:
 def context(
     model: nn.Module, optimizer: dict | None = None, n_train: int = 600, batch_size: int = 32
 ) -> ProbeContext:
-    cfg = OmegaConf.create(
-        {"optimizer": optimizer or SGD, "data": {"batch_size": batch_size}, "seed": 0}
-    )
+    optimizer = optimizer or SGD
     return ProbeContext(
         model=model.float().eval(),
-        datamodule=datamodule(n_train, batch_size),
-        cfg=cfg,
+        data=datamodule(n_train, batch_size).splits,
         device=torch.device("cpu"),
+        batch_size=batch_size,
+        optimizer_name=optimizer["name"],
+        coupled_weight_decay=coupled_weight_decay(optimizer),
+        seed=0,
         quiet=True,
     )
 
 
-def probe_cfg(name: str, **overrides) -> DictConfig:
-    """``conf/probe/<name>.yaml`` with keys replaced."""
+def probe_cfg(name: str, **overrides) -> ProbeConfig:
+    """The typed config of ``conf/probe/<name>.yaml`` with keys replaced (range-checked)."""
     cfg = OmegaConf.load(conf_dir() / "probe" / f"{name}.yaml")
-    for key, value in overrides.items():
-        OmegaConf.update(cfg, key, value, merge=False)
-    return cfg
+    cfg.pop("defaults", None)
+    options = OmegaConf.to_container(cfg, resolve=False)
+    options.update(overrides)
+    return make_config(name, options)
 
 
-def assert_refused(probe: ModuleType, cfg: DictConfig, overrides: dict, message: str) -> None:
-    """``probe.run`` on :func:`tiny_cnn` refuses ``cfg`` with the keys ``overrides`` replaced,
-    with a ValueError matching ``message``."""
-    for key, value in overrides.items():
-        cfg[key] = value
+def assert_refused(probe: ModuleType, overrides: dict, message: str) -> None:
+    """Probe ``probe`` refuses its YAML config with the keys ``overrides`` replaced (when the
+    config is built, or when it runs on :func:`tiny_cnn`), with a ValueError matching
+    ``message``."""
+    name = probe.__name__.rsplit(".", 1)[-1]
     with pytest.raises(ValueError, match=message):
-        probe.run(context(tiny_cnn()), cfg)
+        probe.run(context(tiny_cnn()), probe_cfg(name, **overrides))
 
 
 def dense_hessian(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:

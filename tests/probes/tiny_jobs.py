@@ -11,8 +11,10 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from losslands.evaluate import evaluate
 from losslands.flat import get_flat, set_flat
-from losslands.probes.base import ProbeContext, evaluate
+from losslands.probes.base import ProbeContext
+from losslands.task import probe_context
 from losslands.training.fit import build_datamodule, build_model
 from tests.conftest import TINY, compose_cfg
 
@@ -70,11 +72,14 @@ def job_context(
             calls.append(dict(overrides))
         return other
 
-    return ProbeContext(
-        model=(build_model(cfg) if model is None else model).eval(),
-        datamodule=build_datamodule(cfg) if datamodule is None else datamodule,
-        cfg=cfg,
-        device=torch.device("cpu"),
-        load_other=None if other is None else load_other,
-        quiet=True,
+    ctx = probe_context(
+        cfg,
+        (build_model(cfg) if model is None else model).eval(),
+        build_datamodule(cfg) if datamodule is None else datamodule,
+        torch.device("cpu"),
+        train_key="",
+        summary={},
     )
+    ctx.load_other = None if other is None else load_other
+    ctx.quiet = True
+    return ctx

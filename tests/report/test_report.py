@@ -66,13 +66,166 @@ def test_report_tables_and_csv(tmp_path):
     assert all(math.isfinite(float(r["value"])) for r in lam_rows)
 
 
+def _failed_section(text: str) -> list[list[str]]:
+    """The rows (job, file, status, error) of REPORT.md's "Failed or unreadable" table."""
+    if "## Failed or unreadable" not in text:
+        return []
+    section = text.split("## Failed or unreadable", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split(" | ") for line in section.splitlines() if line.startswith("| ")]
+    return [[c.strip() for c in r] for r in rows[1:]]  # without the header
+
+
+def _csv_rows(sweep):
+    with open(sweep / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+TRACEBACK = """Traceback (most recent call last):
+  File "runner.py", line 3, in run
+    result = mod.run(ctx, cfg)
+ValueError: probe.n_samples=9000 exceeds the 5000 probe images
+(second line of the message)
+"""
+
+
 def test_failed_probe_is_listed(tmp_path):
     _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0)})
     write_json(tmp_path / "9_sgd-s0-noise" / "train_summary.json",
                {"status": "completed", "hash": "hsgd0", "config": {"optimizer": {"name": "sgd"}, "seed": 0}, "final": {}})
-    write_json(tmp_path / "9_sgd-s0-noise" / "probes" / "noise.json", {"probe": "noise", "status": "failed", "optimizer": "sgd", "seed": 0})
+    write_json(tmp_path / "9_sgd-s0-noise" / "probes" / "noise.json",
+               {"probe": "noise", "status": "failed", "optimizer": "sgd", "seed": 0, "error": TRACEBACK})
+    write_json(tmp_path / "9_sgd-s1-noise" / "train_summary.json",
+               {"status": "completed", "hash": "hsgd1", "config": {"optimizer": {"name": "sgd"}, "seed": 1}, "final": {}})
+    write_json(tmp_path / "9_sgd-s1-noise" / "probes" / "noise.json",
+               {"probe": "noise", "status": "completed", "optimizer": "sgd", "seed": 1, "scalars": {"ratio": 2.0}})
+    with pytest.warns(UserWarning, match="1 jobs or files"):
+        text = write_report(tmp_path).read_text()
+    assert _failed_section(text) == [["9_sgd-s0-noise", "probes/noise.json", "failed",
+                                      "ValueError: probe.n_samples=9000 exceeds the 5000 probe images"]]
+    rows = [r for r in _csv_rows(tmp_path) if r["job"] == "9_sgd-s0-noise" and r["probe"] == "noise"]
+    assert [r["status"] for r in rows] == ["failed"]
+    assert rows[0]["error"] == "probes/noise.json: ValueError: probe.n_samples=9000 exceeds the 5000 probe images"
+    # the failed seed is a missing value of the noise table, not silently dropped
+    assert "| sgd | 2 (n=1 of 2, 1 missing) |" in text.split("probe=noise", 1)[1]
+
+
+def test_diverged_job_is_listed(tmp_path):
+    _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0), ("sgd", 1): (0.6, 14.0)})
+    error = "training loss is nan at epoch 0, step 3: lower optimizer.lr or check the data"
+    write_json(tmp_path / "9_sgd-s2-eval" / "train_summary.json", {
+        "status": "diverged", "error": error, "hash": "hsgd2", "config": {"optimizer": {"name": "sgd"}, "seed": 2},
+        "final": {}, "history": []})
+    with pytest.warns(UserWarning):
+        text = write_report(tmp_path).read_text()
+    assert ["9_sgd-s2-eval", "train_summary.json", "diverged", error] in _failed_section(text)
+    assert "(n=2 of 3, 1 missing)" in text.split("## Training", 1)[1]  # the training table
+    rows = [r for r in _csv_rows(tmp_path) if r["job"] == "9_sgd-s2-eval"]
+    assert [r["status"] for r in rows] == ["diverged"] and error in rows[0]["error"]
+    assert {r["status"] for r in _csv_rows(tmp_path) if r["job"] != "9_sgd-s2-eval"} == {"completed"}
+
+
+def test_truncated_probe_json_is_listed_and_fails_strict(tmp_path, capsys):
+    from losslands.report.__main__ import main
+
+    _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0), ("adamw", 0): (0.7, 30.0)})
+    bad = next(tmp_path.glob("*adamw-s0-lanczos/probes/lanczos.json"))
+    bad.write_text(bad.read_text()[:50])
+    with pytest.warns(UserWarning):
+        main([str(tmp_path)])  # without --strict: exit status 0, the report lists the file
+    [row] = _failed_section((tmp_path / "REPORT.md").read_text())
+    assert row[:3] == [bad.parent.parent.name, "probes/lanczos.json", "unreadable"]
+    assert row[3].startswith("JSONDecodeError: ")
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path), "--strict"])
+    assert exit_.value.code == 1
+    assert "1 jobs or files failed or could not be read" in capsys.readouterr().err
+    assert "## Failed or unreadable" in (tmp_path / "REPORT.md").read_text()  # written all the same
+
+
+def test_strict_passes_on_a_complete_sweep(tmp_path):
+    from losslands.report.__main__ import main
+
+    _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0)})
+    main([str(tmp_path), "--strict"])
+    assert "Failed or unreadable" not in (tmp_path / "REPORT.md").read_text()
+
+
+@pytest.mark.parametrize("file, content, error", [
+    ("train_summary.json", {"status": "completed", "final": {}}, "no config.optimizer.name"),
+    ("train_summary.json", [1, 2], "a JSON list, not an object"),
+    ("train_summary.json", {"config": {"optimizer": {"name": "sgd"}, "seed": "x"}}, "config.seed is 'x'"),
+    ("probes/lanczos.json", ["not", "a", "record"], "a JSON list, not an object"),
+    ("probes/lanczos.json", {"probe": "lanczos", "status": "completed", "scalars": [1.0]}, "scalars is a list"),
+    ("probes/lanczos.json", {"probe": "lanczos", "scalars": {}}, "no status"),
+])
+def test_wrong_shaped_files_are_listed(tmp_path, file, content, error):
+    _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0), ("sgd", 1): (0.6, 14.0)})
+    job = next(tmp_path.glob("*sgd-s1-lanczos"))
+    write_json(job / file, content)
+    with pytest.warns(UserWarning):
+        text = write_report(tmp_path).read_text()
+    [row] = _failed_section(text)
+    assert row[:3] == [job.name, file, "wrong shape"] and error in row[3]
+
+
+def test_jobs_without_results_are_listed(tmp_path):
+    """A job that stopped before writing its summary, and one whose probe left no result, are
+    named from the job's Hydra config."""
+    _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0)})
+    killed = tmp_path / "5_momentum-s3-noise"
+    (killed / ".hydra").mkdir(parents=True)
+    (killed / ".hydra" / "config.yaml").write_text(
+        "optimizer:\n  name: momentum\nseed: 3\nprobe:\n  name: noise\ndata:\n  root: ${paths.data}\n")
+    no_probe = tmp_path / "6_sgd-s0-curve"
+    (no_probe / ".hydra").mkdir(parents=True)
+    (no_probe / ".hydra" / "config.yaml").write_text("optimizer:\n  name: sgd\nseed: 0\nprobe:\n  name: curve\n")
+    write_json(no_probe / "train_summary.json",
+               {"status": "completed", "hash": "hsgd0", "config": {"optimizer": {"name": "sgd"}, "seed": 0}, "final": {}})
+    write_json(no_probe / "probes" / "curve.partial.json", {"pieces": {}})
+    with pytest.warns(UserWarning):
+        text = write_report(tmp_path).read_text()
+    section = _failed_section(text)
+    assert [r[:3] for r in section] == [["5_momentum-s3-noise", "train_summary.json", "missing"],
+                                        ["6_sgd-s0-curve", "probes/curve.json", "missing"]]
+    assert "partial" in section[1][3]
+    rows = {r["job"]: r for r in _csv_rows(tmp_path) if r["status"] == "missing"}
+    assert (rows["5_momentum-s3-noise"]["optimizer"], rows["5_momentum-s3-noise"]["seed"]) == ("momentum", "3")
+
+
+def test_sweep_below_a_folder_named_cache_is_found(tmp_path):
+    """Jobs are found wherever the sweep lives; training-cache entries inside it are not jobs."""
+    sweep = tmp_path / "cache" / "sweep"
+    _fake_sweep(sweep, {("sgd", 0): (0.5, 10.0), ("adamw", 0): (0.7, 30.0)})
+    entry = sweep / "cache" / "0123456789abcdef"  # as training/cache.py lays it out
+    write_json(entry / "train_summary.json", {"status": "completed", "hash": "0123456789abcdef",
+                                              "config": {"optimizer": {"name": "sgd"}, "seed": 5}, "final": {}})
+    (entry / "model.pt").write_bytes(b"weights")
+    assert len(load_sweep(sweep)) == 4
+    text = write_report(sweep).read_text()
+    assert "4 jobs" in text and "Failed or unreadable" not in text
+
+
+def test_non_finite_values_are_counted_not_dropped(tmp_path):
+    values = {("sgd", 0): (0.5, 10.0), ("sgd", 1): (0.6, 14.0), ("sgd", 2): (0.7, 12.0), ("sgd", 3): (0.7, 12.0)}
+    _fake_sweep(tmp_path, values)
+    for seed, bad in ((2, float("nan")), (3, float("inf"))):
+        path = next(tmp_path.glob(f"*sgd-s{seed}-lanczos/probes/lanczos.json"))
+        rec = json.loads(path.read_text())
+        rec["scalars"]["lambda_max"] = bad
+        write_json(path, rec)  # NaN is written as null, inf as "inf" (standard JSON)
     text = write_report(tmp_path).read_text()
-    assert "did not complete" in text and "noise" in text
+    assert fmt(*mean_std([10.0, 14.0]))[: -len("(n=2)")] + "(n=2 of 4, 2 not finite)" in text
+    assert "Failed or unreadable" not in text
+
+
+def test_fmt_values_says_what_the_mean_leaves_out():
+    from losslands.report.tables import fmt_values
+
+    assert fmt_values([1.0, 2.0]) == fmt(*mean_std([1.0, 2.0]))
+    assert fmt_values([1.0, 3.0, float("nan")]) == "2 ± 1.4 (n=2 of 3, 1 not finite)"
+    assert fmt_values([1.0, None, float("-inf")]) == "1 (n=1 of 3, 1 not finite, 1 missing)"
+    assert fmt_values([None, None]) == "– (n=0 of 2, 2 missing)"
+    assert fmt_values([]) == "–"
 
 
 def test_missing_sweep_dir_names_the_fix(tmp_path):
@@ -91,3 +244,16 @@ def test_curvature_during_training_figure(tmp_path):
     text = write_report(tmp_path).read_text()
     assert "curvature_during_training.png" in text
     assert (tmp_path / "figures" / "curvature_during_training.png").stat().st_size > 1000
+
+
+def test_diverged_cli_job_reaches_the_report(tmp_path):
+    """A job whose training diverges records its summary in its folder; the report lists it."""
+    from tests.conftest import TINY, run_cli
+
+    r = run_cli(*TINY, "optimizer.lr=1e30", "hydra.run.dir=sweep/job", cwd=tmp_path, ok=False, timeout=300)
+    assert r.returncode != 0
+    with pytest.warns(UserWarning):
+        text = write_report(tmp_path / "sweep").read_text()
+    [row] = _failed_section(text)
+    assert row[:3] == ["job", "train_summary.json", "diverged"]
+    assert row[3].startswith("training loss is") and "optimizer.lr" in row[3]

@@ -15,27 +15,15 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
 from scipy.linalg import eigh_tridiagonal
 from torch import Tensor
 
+from losslands.curvature.operators import Operator, operator_dtype_device
+
 WHICH = ("both", "top", "bottom")
-
-
-class Operator(Protocol):
-    """A symmetric linear operator: ``dim`` and ``matvec(v) -> A v`` on 1-D tensors."""
-
-    dim: int
-
-    def matvec(self, v: Tensor) -> Tensor: ...
-
-
-def operator_dtype_device(op: Operator) -> tuple[torch.dtype, torch.device]:
-    """The operator's ``dtype``/``device`` attributes, defaulting to float64 on the CPU."""
-    return getattr(op, "dtype", torch.float64), torch.device(getattr(op, "device", "cpu"))
 
 
 class Krylov:

@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from losslands.curvature.hessian import HessianOperator, eval_mode
 from losslands.curvature.lanczos import lanczos
+from losslands.curvature.operators import HessianOperator, eval_mode
 from losslands.flat import trainable
 
 

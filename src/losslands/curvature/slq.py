@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from losslands.curvature.lanczos import Krylov, Operator
+from losslands.curvature.lanczos import Krylov
+from losslands.curvature.operators import Operator
 from losslands.curvature.trace import probe_vectors
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from losslands.curvature.lanczos import Operator, operator_dtype_device
+from losslands.curvature.operators import Operator, operator_dtype_device
 
 DISTRIBUTIONS = ("rademacher", "gaussian")
 

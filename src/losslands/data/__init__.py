@@ -1,4 +1,8 @@
-"""Data: the CIFAR-10 reader, a synthetic stand-in, on-device augmentation and the datamodule."""
+"""Data: the CIFAR-10 reader, a synthetic stand-in, on-device augmentation and tensor splits.
+
+The Lightning datamodule lives in :mod:`losslands.data.datamodule` and is not imported here, so
+``import losslands.data`` does not load Lightning.
+"""
 
 from losslands.data.augment import (
     CIFAR10_MEAN,
@@ -9,14 +13,15 @@ from losslands.data.augment import (
     random_flip,
 )
 from losslands.data.cifar10 import download_cifar10, ensure_cifar10, read_cifar10
-from losslands.data.datamodule import CIFAR10DataModule, DeviceLoader
+from losslands.data.loader import DeviceLoader, EpochBatches, TensorSplits
 from losslands.data.synthetic import make_synthetic
 
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
-    "CIFAR10DataModule",
     "DeviceLoader",
+    "EpochBatches",
+    "TensorSplits",
     "download_cifar10",
     "ensure_cifar10",
     "make_synthetic",

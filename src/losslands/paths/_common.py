@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from losslands.curvature.lanczos import lanczos
+from losslands.curvature.operators import FlatHessian
 
 Progress = Callable[[int, int, dict[str, float]], None]
 
@@ -69,26 +70,6 @@ def resolve_eval_loss(
         "cannot evaluate on an iterator of batches: pass eval_loss=f(theta) "
         "(e.g. losslands.flat.flat_loss over a fixed evaluation set) or batches as a list"
     )
-
-
-class FlatHessian:
-    """Hessian of ``loss(theta)`` at a fixed flat ``theta``, as an operator for ``lanczos``.
-
-    Products are double backward through the gradient graph, built once and kept (Pearlmutter
-    1994).
-    """
-
-    def __init__(self, loss: Callable[[Tensor], Tensor], theta: Tensor) -> None:
-        self._x = theta.detach().requires_grad_(True)
-        with torch.enable_grad():
-            (self._g,) = torch.autograd.grad(loss(self._x), self._x, create_graph=True)
-        self.dim, self.dtype, self.device = theta.numel(), theta.dtype, theta.device
-
-    def matvec(self, v: Tensor) -> Tensor:
-        if not self._g.requires_grad:  # at most linear: no curvature
-            return torch.zeros_like(v)
-        (hv,) = torch.autograd.grad(self._g, self._x, grad_outputs=v, retain_graph=True)
-        return hv.detach()
 
 
 def top_curvature(loss: Callable[[Tensor], Tensor], theta: Tensor, *, iters: int = 20) -> float:

@@ -1,5 +1,30 @@
-"""Probes: small modules on one protocol (see :mod:`losslands.probes.base`)."""
+"""Probes: small plain-Python modules on one protocol (see :mod:`losslands.probes.base`).
 
-from losslands.probes.base import ProbeContext, available_probes, evaluate, load_probe
+``losslands.probes.run("lanczos", model, train=(x, y), k=5)`` runs one on your own model and
+tensors; nothing here imports Hydra, OmegaConf or Lightning.
+"""
 
-__all__ = ["ProbeContext", "available_probes", "evaluate", "load_probe"]
+from losslands.probes.base import (
+    ConfigError,
+    ProbeConfig,
+    ProbeContext,
+    ProbeInfo,
+    Scalar,
+    available_probes,
+    load_probe,
+    make_config,
+)
+from losslands.probes.runner import run, run_probe
+
+__all__ = [
+    "ConfigError",
+    "ProbeConfig",
+    "ProbeContext",
+    "ProbeInfo",
+    "Scalar",
+    "available_probes",
+    "load_probe",
+    "make_config",
+    "run",
+    "run_probe",
+]

@@ -12,37 +12,89 @@ same evaluation set. Pivot parameter vectors are not kept (only their path posit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from matplotlib.figure import Figure
-from omegaconf import DictConfig
 
 from losslands.paths import autoneb
-from losslands.probes._pairwise import path_problem
-from losslands.probes.base import ProbeContext
+from losslands.probes._pairs import PATHS_DEFINITION, PairConfig, path_problem
+from losslands.probes.base import ProbeContext, ProbeInfo, Scalar
 
 
-def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
+@dataclass
+class Config(PairConfig):
+    """Options of ``probe=autoneb`` (``conf/probe/autoneb.yaml`` documents each)."""
+
+    name: str = "autoneb"
+    batch_size: int | None = None
+    seed: int = 0
+    n_pivots_init: int = 3
+    cycles: int = 6
+    steps_per_cycle: int = 200
+    insert_threshold: float = 0.02
+    lr_schedule: list[float] | None = None
+    momentum: float = 0.9
+    spring: float = 1.0
+    dense_points: int = 9
+    max_pivots: int = 33
+    linear_points: int = 61
+
+    def check(self) -> None:
+        super().check()
+        for key, low in (("n_pivots_init", 2), ("cycles", 1), ("steps_per_cycle", 1),
+                         ("dense_points", 1), ("linear_points", 2)):
+            self.at_least(key, low)
+        self.at_least("max_pivots", self.n_pivots_init)
+        if self.batch_size is not None:
+            self.at_least("batch_size", 1)
+        self.positive("insert_threshold")
+        self.positive("spring")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"probe.momentum={self.momentum} must lie in [0, 1)")
+        if self.lr_schedule is not None and len(self.lr_schedule) != self.cycles:
+            raise ValueError(
+                f"probe.lr_schedule has {len(self.lr_schedule)} rates: give one per cycle "
+                f"(probe.cycles={self.cycles}) or null"
+            )
+
+
+INFO = ProbeInfo(
+    title="AutoNEB",
+    order=60,
+    pairwise=True,
+    scalars={
+        "barrier": Scalar("max evaluation loss along the AutoNEB path - max endpoint loss", "loss"),
+        "linear_barrier": Scalar("the same on the straight segment", "loss"),
+        "saddle_t": Scalar("path position of the maximum (0..1)"),
+        "n_pivots": Scalar("pivots of the final path"),
+        "cycles": Scalar("NEB cycles run"),
+    },
+    definition=PATHS_DEFINITION,
+)
+
+
+def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
     prob = path_problem(ctx, cfg)
     ends = prob.ends
-    cycles = int(cfg.cycles)
+    cycles = cfg.cycles
     res = prob.optimise(
         ctx,
         autoneb,
         cycles,
         "autoneb cycles",
-        n_pivots_init=int(cfg.n_pivots_init),
+        n_pivots_init=cfg.n_pivots_init,
         cycles=cycles,
-        steps_per_cycle=int(cfg.steps_per_cycle),
-        insert_threshold=float(cfg.insert_threshold),
+        steps_per_cycle=cfg.steps_per_cycle,
+        insert_threshold=cfg.insert_threshold,
         lr_schedule=None if cfg.lr_schedule is None else [float(v) for v in cfg.lr_schedule],
-        momentum=float(cfg.momentum),
-        spring=float(cfg.spring),
-        dense_points=int(cfg.dense_points),
-        max_pivots=int(cfg.max_pivots),
+        momentum=cfg.momentum,
+        spring=cfg.spring,
+        dense_points=cfg.dense_points,
+        max_pivots=cfg.max_pivots,
     )
-    line = prob.straight_line(ctx, int(cfg.linear_points))
+    line = prob.straight_line(ctx, cfg.linear_points)
     seg = (res.pivots[1:] - res.pivots[:-1]).norm(dim=1).double()
     offsets = torch.cat([seg.new_zeros(1), seg.cumsum(0)])
     return {

@@ -1,49 +1,142 @@
-"""The probe protocol: every probe is a module with ``run`` (optionally ``scalars``, ``plot``,
-``tables`` and ``lines``).
+"""The probe protocol: every probe is a plain-Python module on one shape.
 
 A probe module ``losslands.probes.<name>`` defines::
 
-    def run(ctx: ProbeContext, cfg: DictConfig) -> dict       # JSON-able result
+    @dataclass
+    class Config(ProbeConfig): ...                           # its options, checked once
+    INFO = ProbeInfo(title=..., scalars={...}, table=[...])  # what the report shows
+    def run(ctx: ProbeContext, cfg: Config) -> dict          # JSON-able result
     def scalars(result: dict) -> dict[str, float]            # headline numbers (optional)
     def plot(result: dict) -> matplotlib.figure.Figure       # optional
     def tables(result: dict) -> {name: (columns, rows)}      # W&B tables (optional)
     def lines(result: dict) -> {name: (xname, {series: (xs, ys)})}  # W&B line plots (optional)
 
-``run`` gets the trained model (eval mode, float32, on the job's device) and the data through
-``ctx``; it must not write files: :func:`losslands.task.run_probe` writes
-``probes/<name>.json`` (with ``probe``, ``schema``, the resolved probe config, the training
-hash, ``seconds`` and ``status``) and ``probes/<name>.png`` atomically.
+``run`` gets the model (eval mode, float32, on ``ctx.device``) and everything else by name
+through :class:`ProbeContext`: the data, batch sizes, the training recipe's facts, factories.
+Nothing under ``losslands.probes`` imports Hydra, OmegaConf or Lightning; the CLI builds the
+context from its config (:mod:`losslands.task`) and a notebook builds it from tensors
+(:func:`losslands.probes.run`). ``run`` writes no files: :func:`losslands.probes.runner.run_probe`
+writes ``probes/<name>.json`` and ``.png`` atomically.
 
-Long probes save finished pieces with ``ctx.partial.put(piece, value)`` and look them up with
-``ctx.partial.get(piece)`` first: ``run_probe`` backs the store with
-``probes/<name>.partial.json`` (written atomically after every piece, tagged with the probe key,
-deleted once the probe completes), so a killed job resumes where it stopped. ``lanczos``
-(per subset), ``noise`` (per estimate) and ``intrinsic_dim`` (per ``(seed, d)``) do.
+Long probes save finished pieces with ``ctx.partial.cached(piece, compute)``: the runner backs
+the store with ``probes/<name>.partial.json`` (written atomically after every piece, tagged with
+the probe key, deleted once the probe completes), so a killed job resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+import pkgutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from losslands.batchnorm import has_batchnorm
+from losslands.curvature.operators import HessianOperator
+from losslands.data.loader import EpochBatches, TensorSplits
 from losslands.io import read_json, write_json
 
 SCHEMA = 1
+Batch = tuple[Tensor, Tensor]
+# Modules of this package that are not probes.
+NOT_PROBES = {"base", "runner"}
 
 
-class ProbeModule(Protocol):
-    """What a probe module provides (``scalars``, ``plot``, ``tables``, ``lines`` are optional)."""
+@dataclass(frozen=True)
+class Scalar:
+    """A headline number a probe reports.
 
-    def run(self, ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]: ...
+    Attributes:
+        definition: one line saying how it is computed.
+        unit: its unit ("" for dimensionless).
+    """
+
+    definition: str
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    """What the report shows of a probe.
+
+    Attributes:
+        title: the report section's title.
+        scalars: every scalar the probe reports, by name (pattern names like ``acc_d<d>`` for
+            families). The report's definitions list is built from these.
+        table: the scalars that form the report's table, in order; families matching a
+            ``table_prefixes`` entry follow them.
+        table_prefixes: prefixes of scalar families appended to the table (e.g. ``acc_d``).
+        definition: a paragraph for the report's definitions section (method and citations).
+        pairwise: results describe a pair of solutions (their ``barrier`` forms the paths table).
+        order: position among the report's sections (lower first).
+    """
+
+    title: str
+    scalars: Mapping[str, Scalar]
+    table: Sequence[str] = ()
+    table_prefixes: Sequence[str] = ()
+    definition: str = ""
+    pairwise: bool = False
+    order: int = 100
+
+
+class ConfigError(ValueError):
+    """A probe option outside its allowed range."""
+
+
+@dataclass
+class ProbeConfig:
+    """Base of every probe's typed config: ``check`` runs the range checks after construction.
+
+    Subclasses declare their options as fields (the YAML file ``conf/probe/<name>.yaml`` is
+    validated against them) and override :meth:`check`, using :meth:`at_least` and friends so
+    every bad value gets one error naming the key and the allowed range.
+    """
+
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for a value outside its range."""
+
+    def at_least(self, key: str, low: int | float, *, integer: bool = True) -> None:
+        """``probe.<key>`` must be a number (an integer unless told) ``>= low``."""
+        value = getattr(self, key)
+        kind = "an integer" if integer else "a number"
+        if not _is_number(value, integer) or value < low:
+            raise ConfigError(f"probe.{key}={value!r} must be {kind} >= {low}")
+
+    def positive(self, key: str) -> None:
+        """``probe.<key>`` must be a finite number ``> 0``."""
+        value = getattr(self, key)
+        if not _is_number(value, False) or not value > 0 or not math.isfinite(value):
+            raise ConfigError(f"probe.{key}={value!r} must be a finite number > 0")
+
+    def one_of(self, key: str, allowed: Sequence[Any]) -> None:
+        """``probe.<key>`` must be one of ``allowed``."""
+        value = getattr(self, key)
+        if value not in allowed:
+            raise ConfigError(f"probe.{key}={value!r} must be one of {tuple(allowed)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain JSON-able values (the ``config`` field of a result)."""
+        return dataclasses.asdict(self)
+
+
+def _is_number(value: Any, integer: bool) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if integer else isinstance(value, int | float)
 
 
 class PartialResults:
@@ -99,78 +192,197 @@ class PartialResults:
 
 @dataclass
 class ProbeContext:
-    """Everything a probe may use.
+    """Everything a probe may use, by name.
 
     Attributes:
         model: the trained model, in eval mode, on ``device``.
-        datamodule: the job's :class:`~losslands.data.datamodule.CIFAR10DataModule` (set up).
-        cfg: the full job config.
+        data: the train and test splits (:class:`~losslands.data.loader.TensorSplits`).
         device: where to compute.
-        train_hash: the training cache key of ``model``.
-        train_summary: the training summary (history, final metrics).
+        loss_fn: batch-mean loss (cross-entropy).
+        batch_size: the training mini-batch size (noise scale ``C/B``; path and subspace
+            training batches).
+        eval_batch_size: batch size of forward-only passes over a split.
+        augment: whether training batches were augmented.
+        optimizer_name: the training optimizer's name (pairwise partners, labels).
+        coupled_weight_decay: the L2 coefficient that is part of the optimised objective
+            (0 for AdamW's decoupled decay): see :func:`losslands.training.coupled_weight_decay`.
+        seed: the training seed (data order of subspace training).
+        epochs: the training epochs (the budget of subspace training), if known.
+        model_name: the architecture's name (records).
+        make_model: a fresh model at the training run's own initialisation.
+        make_optimizer: ``params -> optimizer`` with the training run's hyper-parameters.
         load_other: ``overrides -> nn.Module``: another trained model, e.g.
-            ``{"optimizer": "sgd"}`` for the second endpoint of a pairwise probe (trained or
-            reused through the cache).
-        loss_fn: mean cross-entropy.
+            ``{"optimizer": "sgd"}`` for the second endpoint of a pairwise probe.
+        train_key: the training cache key of ``model``.
+        train_summary: the training summary (history, final metrics).
         quiet: hide progress bars.
         partial: finished pieces of the running probe (see :class:`PartialResults`).
     """
 
     model: nn.Module
-    datamodule: Any
-    cfg: DictConfig
-    device: torch.device
-    train_hash: str = ""
-    train_summary: Mapping[str, Any] = field(default_factory=dict)
-    load_other: Callable[[Mapping[str, Any]], nn.Module] | None = None
+    data: TensorSplits
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     loss_fn: nn.Module = field(default_factory=nn.CrossEntropyLoss)
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    augment: bool = False
+    optimizer_name: str = ""
+    coupled_weight_decay: float = 0.0
+    seed: int = 0
+    epochs: int | None = None
+    model_name: str = ""
+    make_model: Callable[[], nn.Module] | None = None
+    make_optimizer: Callable[[Iterable[Tensor]], torch.optim.Optimizer] | None = None
+    load_other: Callable[[Mapping[str, Any]], nn.Module] | None = None
+    train_key: str = ""
+    train_summary: Mapping[str, Any] = field(default_factory=dict)
     quiet: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
     partial: PartialResults = field(default_factory=PartialResults)
 
-    def probe_data(self, n: int, index: int = 0) -> tuple[Tensor, Tensor]:
+    def probe_data(self, n: int, index: int = 0) -> Batch:
         """The fixed, unaugmented probe subset number ``index`` of size ``n`` on ``device``."""
-        x, y = self.datamodule.probe_subset(int(n), index=index)
+        x, y = self.data.probe_subset(int(n), index=index)
         return x.to(self.device), y.to(self.device)
+
+    def probe_batches(self, n: int) -> list[Batch]:
+        """Probe subset 0 of ``n`` training images, in eval-size batches."""
+        x, y = self.probe_data(n, index=0)
+        return chunks(x, y, self.eval_batch_size)
+
+    def split_batches(self, split: str, n: int | None = None) -> list[Batch]:
+        """The first ``n`` samples (all when None) of an unaugmented split, in eval-size batches."""
+        out, seen = [], 0
+        for x, y in self.data.iter_batches(split, self.eval_batch_size):
+            if n is not None and seen + len(x) > n:
+                x, y = x[: n - seen], y[: n - seen]
+            if len(x):
+                out.append((x, y))
+            seen += len(x)
+            if n is not None and seen >= n:
+                break
+        if not out:
+            raise ValueError(f"no {split} data: check the data and the probe's sample counts")
+        return out
+
+    def train_batches(
+        self, batch_size: int | None = None, *, seed: int, augment: bool = False,
+        n: int | None = None,
+    ) -> EpochBatches:
+        """Shuffled training mini-batches (of ``batch_size``, default the training one) over the
+        first ``n`` training images (all when None), a fresh order every pass."""
+        return EpochBatches(self.data.loader(
+            "train", batch_size or self.batch_size, shuffle=True, augment=augment, seed=seed, n=n
+        ))
+
+    def bn_batches(self, n_batches: int, *, required: bool = True) -> list[Batch] | None:
+        """The first ``n_batches`` unaugmented training batches (of ``batch_size``) for
+        BatchNorm recomputation; None when the model has no BatchNorm or ``n_batches`` is 0.
+
+        Raises:
+            ValueError: the model has BatchNorm, ``n_batches < 1`` and ``required``.
+        """
+        if not has_batchnorm(self.model):
+            return None
+        if n_batches < 1:
+            if required:
+                raise ValueError(
+                    "the model has BatchNorm, whose statistics must be recomputed at every "
+                    "evaluated point: set probe.bn_batches >= 1"
+                )
+            return None
+        batches = []
+        for batch in self.data.iter_batches("train", self.batch_size):
+            if len(batches) >= n_batches:
+                break
+            batches.append(batch)
+        return batches
+
+    def hessian(
+        self, x: Tensor, y: Tensor, *, include_weight_decay: bool = False,
+        chunk_size: int | None = None,
+    ) -> HessianOperator:
+        """The Hessian operator of the mean loss on ``(x, y)``, plus the coupled L2 term's
+        ``wd * I`` when ``include_weight_decay``."""
+        wd = self.coupled_weight_decay if include_weight_decay else 0.0
+        return HessianOperator(self.model, self.loss_fn, (x, y), weight_decay=wd,
+                               chunk_size=chunk_size)
 
     def progress(self, iterable: Iterable, desc: str, total: int | None = None) -> Iterable:
         """Wrap a long loop in a progress bar."""
         return tqdm(iterable, desc=desc, total=total, disable=self.quiet, leave=False)
 
+    def steps(self, total: int, desc: str) -> StepProgress:
+        """A ``progress(...)`` callback for the cores that advances a bar by one per call."""
+        return StepProgress(self, total, desc)
+
+
+class StepProgress:
+    """A ``progress(...)`` callback for the cores that advances a progress bar by one per call.
+
+    Use as a context manager so the bar is completed and closed however many calls came.
+    """
+
+    def __init__(self, ctx: ProbeContext, total: int, desc: str) -> None:
+        self._bar = iter(ctx.progress(range(total), desc=desc, total=total))
+
+    def __call__(self, *_: Any) -> None:
+        next(self._bar, None)
+
+    def __enter__(self) -> StepProgress:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        for _ in self._bar:
+            pass
+
+
+def chunks(x: Tensor, y: Tensor, batch_size: int) -> list[Batch]:
+    """``(x, y)`` cut into consecutive batches of at most ``batch_size`` (bounds memory)."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+
 
 def load_probe(name: str) -> ModuleType:
     """Import ``losslands.probes.<name>``; unknown names list the available probes."""
+    if name.startswith("_") or name in NOT_PROBES:
+        raise ValueError(f"unknown probe {name!r}; choose one of {available_probes()}")
     try:
         mod = importlib.import_module(f"losslands.probes.{name}")
     except ModuleNotFoundError as e:
         if e.name != f"losslands.probes.{name}":
             raise
         raise ValueError(f"unknown probe {name!r}; choose one of {available_probes()}") from None
-    if not hasattr(mod, "run"):
-        raise ValueError(f"losslands.probes.{name} defines no run(ctx, cfg)")
+    for attr in ("run", "Config", "INFO"):
+        if not hasattr(mod, attr):
+            raise ValueError(f"losslands.probes.{name} defines no {attr} (see losslands.probes.base)")
     return mod
 
 
 def available_probes() -> list[str]:
-    import pkgutil
-
+    """The probe names (public modules of this package)."""
     import losslands.probes as pkg
 
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in {"base"})
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules(pkg.__path__)
+        if not m.name.startswith("_") and m.name not in NOT_PROBES
+    )
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device=None) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of ``model`` over batches (sample-weighted)."""
-    loss_fn = nn.CrossEntropyLoss(reduction="sum")
-    total, loss, correct = 0, 0.0, 0
-    for x, y in batches:
-        if device is not None:
-            x, y = x.to(device), y.to(device)
-        logits = model(x)
-        loss += loss_fn(logits.float(), y).item()
-        correct += (logits.argmax(1) == y).sum().item()
-        total += y.shape[0]
-    if total == 0:
-        raise ValueError("evaluate() got no data")
-    return {"loss": loss / total, "acc": correct / total, "n": total}
+def make_config(name: str, options: Mapping[str, Any] | None = None) -> ProbeConfig:
+    """The typed config of probe ``name`` from plain ``options`` (range-checked).
+
+    Raises:
+        ConfigError: an unknown option (the error lists the known ones) or a value out of range.
+    """
+    cls = load_probe(name).Config
+    options = dict(options or {})
+    options.setdefault("name", name)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(
+            f"probe {name!r} has no option(s) {unknown}; its options are {sorted(known - {'name'})}"
+        )
+    return cls(**options)

@@ -11,30 +11,62 @@ max(L(theta_a), L(theta_b))``; ``linear_barrier`` is the same on the straight se
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from matplotlib.figure import Figure
-from omegaconf import DictConfig
 
 from losslands.paths import bezier_curve
-from losslands.probes._pairwise import path_problem
-from losslands.probes.base import ProbeContext
+from losslands.probes._pairs import PATHS_DEFINITION, PairConfig, path_problem
+from losslands.probes.base import ProbeContext, ProbeInfo, Scalar
 
 
-def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
+@dataclass
+class Config(PairConfig):
+    """Options of ``probe=curve`` (``conf/probe/curve.yaml`` documents each)."""
+
+    name: str = "curve"
+    steps: int = 1000
+    lr: float = 0.02
+    batch_size: int | None = None
+    seed: int = 0
+    n_eval: int = 61
+
+    def check(self) -> None:
+        super().check()
+        self.at_least("steps", 1)
+        self.at_least("n_eval", 2)
+        self.positive("lr")
+        if self.batch_size is not None:
+            self.at_least("batch_size", 1)
+
+
+INFO = ProbeInfo(
+    title="Bézier curve",
+    order=70,
+    pairwise=True,
+    scalars={
+        "barrier": Scalar("max evaluation loss along the trained Bézier curve - max endpoint loss", "loss"),
+        "linear_barrier": Scalar("the same on the straight segment", "loss"),
+    },
+    definition=PATHS_DEFINITION,
+)
+
+
+def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
     prob = path_problem(ctx, cfg)
-    steps = int(cfg.steps)
+    steps = cfg.steps
     res = prob.optimise(
         ctx,
         bezier_curve,
         steps,
         "bezier curve",
         steps=steps,
-        lr=float(cfg.lr),
-        seed=int(cfg.seed),
-        n_eval=int(cfg.n_eval),
+        lr=cfg.lr,
+        seed=cfg.seed,
+        n_eval=cfg.n_eval,
     )
-    line = prob.straight_line(ctx, int(cfg.n_eval))
+    line = prob.straight_line(ctx, cfg.n_eval)
     a, b = prob.ends.theta_a, prob.ends.theta_b
     return {
         **prob.summary(res, line),

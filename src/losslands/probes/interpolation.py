@@ -15,37 +15,63 @@ accuracy's sign flipped (the largest drop below the endpoints' interpolated accu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from matplotlib.figure import Figure
-from omegaconf import DictConfig
 
+from losslands.evaluate import PointEvaluator
 from losslands.paths import default_alphas, entezari_barrier, linear_interpolation
-from losslands.probes._pairwise import (
-    PointEvaluator,
-    StepProgress,
-    bn_data,
-    load_endpoints,
-    probe_batches,
-    split_batches,
-)
-from losslands.probes.base import ProbeContext
+from losslands.probes._pairs import PATHS_DEFINITION, PairConfig, load_endpoints
+from losslands.probes.base import ProbeContext, ProbeInfo, Scalar
 
 SETS = ("train", "test")
 
 
-def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
-    ends = load_endpoints(ctx, cfg)
-    bn = bn_data(ctx, int(cfg.bn_batches))
+@dataclass
+class Config(PairConfig):
+    """Options of ``probe=interpolation`` (``conf/probe/interpolation.yaml`` documents each)."""
+
+    name: str = "interpolation"
+    n_points: int = 61
+    lo: float = -1.0
+    hi: float = 2.0
+    test_samples: int | None = None
+
+    def check(self) -> None:
+        super().check()
+        self.at_least("n_points", 2)
+        if self.test_samples is not None:
+            self.at_least("test_samples", 1)
+
+
+INFO = ProbeInfo(
+    title="Linear interpolation",
+    order=50,
+    pairwise=True,
+    scalars={
+        "barrier": Scalar("Entezari barrier of the train-subset loss on alpha in [0, 1]", "loss"),
+        "barrier_alpha": Scalar("alpha where the train barrier is attained"),
+        "test_barrier": Scalar("Entezari barrier of the test loss", "loss"),
+        "acc_barrier": Scalar("largest drop of train accuracy below the chord"),
+        "test_acc_barrier": Scalar("largest drop of test accuracy below the chord"),
+        "loss_a": Scalar("train-subset loss at this job's weights (alpha=0)", "loss"),
+        "loss_b": Scalar("train-subset loss at the partner's weights (alpha=1)", "loss"),
+    },
+    definition=PATHS_DEFINITION,
+)
+
+
+def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
+    ends = load_endpoints(ctx, cfg.other, cfg.pairs)
+    bn = ctx.bn_batches(cfg.bn_batches)
     evaluator = PointEvaluator(ctx.model, ctx.loss_fn, bn)
     data = {
-        "train": probe_batches(ctx, int(cfg.n_samples)),
-        "test": split_batches(
-            ctx, "test", None if cfg.test_samples is None else int(cfg.test_samples)
-        ),
+        "train": ctx.probe_batches(cfg.n_samples),
+        "test": ctx.split_batches("test", cfg.test_samples),
     }
-    alphas = default_alphas(int(cfg.n_points), float(cfg.lo), float(cfg.hi))
+    alphas = default_alphas(cfg.n_points, cfg.lo, cfg.hi)
     # The core calls loss(theta) then eval_fn(theta) at each alpha: the first call measures
     # everything at that point (one BatchNorm recomputation), the second hands the rest over.
     point: dict[str, float] = {}
@@ -57,7 +83,7 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
                 point[f"{name}_{key}"] = value
         return point["train_loss"]
 
-    with StepProgress(ctx, len(alphas), "interpolation") as bar:
+    with ctx.steps(len(alphas), "interpolation") as bar:
         res = linear_interpolation(
             train_loss,
             ends.theta_a,

@@ -20,24 +20,71 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from omegaconf import DictConfig
 
-from losslands.flat import get_flat
-from losslands.probes._pairwise import (
-    PointEvaluator,
-    StepProgress,
-    batch_loss,
-    bn_data,
-    split_batches,
-    train_batches,
-)
-from losslands.probes.base import ProbeContext, evaluate
+from losslands.evaluate import PointEvaluator, evaluate
+from losslands.flat import batch_loss, get_flat
+from losslands.probes.base import ProbeConfig, ProbeContext, ProbeInfo, Scalar
 from losslands.subspace import train_in_subspace
-from losslands.training.fit import build_model, build_optimizer
+
+PROJECTIONS = ("fastfood", "sparse", "dense")
+
+
+@dataclass
+class Config(ProbeConfig):
+    """Options of ``probe=intrinsic_dim`` (``conf/probe/intrinsic_dim.yaml`` documents each)."""
+
+    name: str = "intrinsic_dim"
+    dims: list[int] = field(default_factory=lambda: [10, 30, 100, 300, 1000, 3000, 10000])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    projection: str = "fastfood"
+    epochs: int | None = None
+    train_samples: int | None = None
+    augment: bool | None = None
+    lr: float | None = None
+    test_samples: int | None = None
+    bn_batches: int = 50
+
+    def check(self) -> None:
+        if not self.dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1
+                                for d in self.dims):
+            raise ValueError(f"probe.dims={list(self.dims)} must be a non-empty list of integers >= 1")
+        if not self.seeds:
+            raise ValueError("probe.seeds must name at least one projection seed")
+        self.one_of("projection", PROJECTIONS)
+        for key in ("epochs", "train_samples", "test_samples"):
+            if getattr(self, key) is not None:
+                self.at_least(key, 1)
+        if self.lr is not None:
+            self.positive("lr")
+        self.at_least("bn_batches", 0)
+
+
+INFO = ProbeInfo(
+    title="Intrinsic dimension",
+    order=45,
+    scalars={
+        "d_int90": Scalar("smallest d whose subspace-trained test accuracy reaches 90% of the full model's", "dimensions"),
+        "d_int90_interp": Scalar("d_int90 interpolated linearly in log d", "dimensions"),
+        "reached_90": Scalar("1 if some d reached the target, else 0"),
+        "d_max": Scalar("the largest d tried", "dimensions"),
+        "full_acc": Scalar("the full-space model's test accuracy"),
+        "acc_d<d>": Scalar("test accuracy after training in a d-dimensional subspace (mean over projection seeds)"),
+    },
+    table=["d_int90", "d_int90_interp", "reached_90", "d_max", "full_acc"],
+    table_prefixes=["acc_d"],
+    definition=(
+        "**Intrinsic dimension** (`probe=intrinsic_dim`; Li et al. 2018): train θ0 + Pz over "
+        "z ∈ R^d from the initialisation with the job's optimizer; d_int90 = smallest d whose "
+        "test accuracy reaches 90% of the full-space model's test accuracy (and a log-linear "
+        "interpolated value); reached_90 = fraction of runs where some d did (else d_int90 > "
+        "d_max, the largest d tried)."
+    ),
+)
 
 FRACTION = 0.9
 
@@ -69,10 +116,17 @@ def intrinsic_dimension(
     return d[hit], math.exp(log_d)
 
 
-def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
-    test = split_batches(ctx, "test", None if cfg.test_samples is None else int(cfg.test_samples))
+def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
+    if ctx.make_model is None or ctx.make_optimizer is None:
+        raise ValueError(
+            "probe=intrinsic_dim trains from the model's initialisation with its optimizer: give "
+            "the ProbeContext make_model and make_optimizer"
+        )
+    if cfg.epochs is None and ctx.epochs is None:
+        raise ValueError("probe.epochs is null and the training epochs are unknown: set probe.epochs")
+    test = ctx.split_batches("test", cfg.test_samples)
     full_acc = evaluate(ctx.model, test)["acc"]
-    init = build_model(ctx.cfg).to(ctx.device).float()
+    init = ctx.make_model().to(ctx.device).float()
     theta0 = get_flat(init)
     D = theta0.numel()
     dims = sorted({int(d) for d in cfg.dims})
@@ -81,26 +135,23 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
             f"probe.dims must lie in 1..{D} (the parameter count), got {list(cfg.dims)}"
         )
     seeds = [int(s) for s in cfg.seeds]
-    augment = bool(ctx.cfg.data.augment) if cfg.augment is None else bool(cfg.augment)
-    epochs = int(ctx.cfg.trainer.max_epochs if cfg.epochs is None else cfg.epochs)
-    batch_size = int(ctx.cfg.data.batch_size)
-    train_n = None if cfg.train_samples is None else int(cfg.train_samples)
+    augment = ctx.augment if cfg.augment is None else cfg.augment
+    epochs = ctx.epochs if cfg.epochs is None else cfg.epochs
     loss = batch_loss(init, ctx.loss_fn)
-    evaluator = PointEvaluator(init, ctx.loss_fn, bn_data(ctx, int(cfg.bn_batches)))
-    optimizer = build_optimizer(ctx.cfg)
-    lr = None if cfg.lr is None else float(cfg.lr)
+    evaluator = PointEvaluator(init, ctx.loss_fn, ctx.bn_batches(cfg.bn_batches))
+    lr = cfg.lr
 
     def train_one(d: int, seed: int) -> dict[str, Any]:
         # every run starts from epoch 0 of the same data order: only d and the seed differ
-        batches = train_batches(ctx, batch_size, seed=int(ctx.cfg.seed), augment=augment, n=train_n)
+        batches = ctx.train_batches(seed=ctx.seed, augment=augment, n=cfg.train_samples)
         steps = epochs * len(batches)
-        with StepProgress(ctx, steps, f"subspace d={d} seed={seed}") as bar:
+        with ctx.steps(steps, f"subspace d={d} seed={seed}") as bar:
             res = train_in_subspace(
                 loss,
                 theta0,
                 d,
-                projection=str(cfg.projection),
-                optimizer=optimizer,
+                projection=cfg.projection,
+                optimizer=ctx.make_optimizer,
                 steps=steps,
                 lr=lr,
                 seed=seed,
@@ -143,7 +194,7 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
         "d_int90": d_int,
         "d_int90_interp": d_interp,
         "num_params": D,
-        "projection": str(cfg.projection),
+        "projection": cfg.projection,
         "epochs": epochs,
         "augment": augment,
     }

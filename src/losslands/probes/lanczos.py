@@ -41,97 +41,106 @@ import logging
 import math
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from matplotlib.figure import Figure
-from omegaconf import DictConfig
 from torch import Tensor
 
-from losslands.curvature import HessianOperator, hutchinson_trace, lanczos, slq_density
+from losslands.curvature import hutchinson_trace, lanczos, slq_density
 from losslands.flat import num_params
-from losslands.probes.base import ProbeContext
+from losslands.probes.base import ProbeConfig, ProbeContext, ProbeInfo, Scalar
+from losslands.stats import mean_std
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("losslands", "pyhessian")
 
 
-def coupled_weight_decay(optimizer_cfg: Any) -> float:
-    """The L2 coefficient that is part of the optimised objective (0 for decoupled decay).
+@dataclass
+class Config(ProbeConfig):
+    """Options of ``probe=lanczos`` (``conf/probe/lanczos.yaml`` documents each)."""
 
-    SGD's and Adam's ``weight_decay`` add ``wd * theta`` to the gradient, i.e. minimise
-    ``L + wd/2 |theta|^2``; AdamW decays the weights directly (Loshchilov & Hutter 2019,
-    "Decoupled Weight Decay Regularization"), which no loss term reproduces.
-    """
-    wd = float(optimizer_cfg.get("weight_decay", 0.0) or 0.0)
-    target = str(optimizer_cfg.get("_target_", ""))
-    decoupled = target.endswith("AdamW") or bool(optimizer_cfg.get("decoupled_weight_decay", False))
-    return 0.0 if decoupled else wd
+    name: str = "lanczos"
+    n_samples: int = 5000
+    repeats: int = 3
+    k: int = 10
+    max_iters: int = 200
+    tol: float = 1.0e-4
+    hutchinson_samples: int = 100
+    slq_vectors: int = 10
+    slq_iters: int = 80
+    grid_size: int = 500
+    include_weight_decay: bool = False
+    chunk_size: int | None = 1000
+    seed: int = 0
+    backend: str = "losslands"
+    pyhessian_top_n: int = 3
+    pyhessian_max_iters: int = 100
+    pyhessian_tol: float = 1.0e-3
 
-
-def data_hessian(ctx: ProbeContext, x: Tensor, y: Tensor, cfg: DictConfig) -> HessianOperator:
-    """The Hessian operator of the mean loss on ``(x, y)`` (plus coupled L2 if configured)."""
-    wd = coupled_weight_decay(ctx.cfg.optimizer) if cfg.get("include_weight_decay", False) else 0.0
-    chunk = cfg.get("chunk_size")
-    return HessianOperator(
-        ctx.model, ctx.loss_fn, (x, y), weight_decay=wd, chunk_size=int(chunk) if chunk else None
-    )
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample std (``ddof=1``; NaN for a single value) of a list of floats."""
-    t = torch.tensor(values, dtype=torch.float64)
-    return float(t.mean()), float(t.std()) if len(values) > 1 else math.nan
-
-
-def _positive_int(cfg: DictConfig, key: str, low: int = 1) -> int:
-    value = cfg.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"probe.{key}={value!r} must be an integer >= {low}")
-    return value
-
-
-def _validate(cfg: DictConfig, dim: int) -> None:
-    k = _positive_int(cfg, "k")
-    if 2 * k > dim:
-        raise ValueError(
-            f"probe.k={k} asks for {2 * k} extreme eigenvalues but the model has "
-            f"{dim} parameters: set probe.k <= {dim // 2}"
-        )
-    max_iters = _positive_int(cfg, "max_iters")
-    if max_iters < 2 * k:
-        raise ValueError(f"probe.max_iters={max_iters} must be >= 2 * probe.k = {2 * k}")
-    for key, low in (
-        ("n_samples", 1),
-        ("repeats", 1),
-        ("hutchinson_samples", 2),
-        ("slq_vectors", 1),
-        ("slq_iters", 1),
-        ("grid_size", 2),
-    ):
-        _positive_int(cfg, key, low)
-    if cfg.get("backend", "losslands") not in BACKENDS:
-        raise ValueError(f"probe.backend={cfg.get('backend')!r} must be one of {BACKENDS}")
+    def check(self) -> None:
+        for key, low in (("n_samples", 1), ("repeats", 1), ("k", 1), ("hutchinson_samples", 2),
+                         ("slq_vectors", 1), ("slq_iters", 1), ("grid_size", 2),
+                         ("pyhessian_top_n", 1), ("pyhessian_max_iters", 1)):
+            self.at_least(key, low)
+        self.at_least("max_iters", 2 * self.k)
+        self.positive("tol")
+        self.positive("pyhessian_tol")
+        if self.chunk_size is not None:
+            self.at_least("chunk_size", 1)
+        self.one_of("backend", BACKENDS)
 
 
-def _one_repeat(ctx: ProbeContext, cfg: DictConfig, index: int) -> dict[str, Any]:
+INFO = ProbeInfo(
+    title="Hessian spectrum",
+    order=10,
+    scalars={
+        "lambda_max": Scalar("largest Hessian eigenvalue, mean over disjoint probe subsets", "loss"),
+        "lambda_max_std": Scalar("std of lambda_max over the subsets", "loss"),
+        "lambda_min": Scalar("smallest Hessian eigenvalue, mean over the subsets", "loss"),
+        "lambda_min_std": Scalar("std of lambda_min over the subsets", "loss"),
+        "abs_min_over_max": Scalar("|lambda_min| / lambda_max: how indefinite the Hessian is"),
+        "lambda_max_over_min": Scalar("lambda_max / lambda_min, only when every subset's spectrum is positive"),
+        "trace": Scalar("Hutchinson estimate of tr(H), mean over the subsets", "loss"),
+        "trace_stderr": Scalar("Hutchinson probe noise of the mean trace (standard error)", "loss"),
+        "trace_std": Scalar("std of the trace over the subsets", "loss"),
+        "negative_mass": Scalar("SLQ quadrature weight on negative Ritz nodes"),
+        "negative_mass_smoothed": Scalar("mass of the smoothed SLQ density below 0"),
+        "matvecs": Scalar("Hessian-vector products spent, all subsets", "products"),
+        "pyhessian_lambda_max": Scalar("PyHessian's top eigenvalue (backend=pyhessian)", "loss"),
+    },
+    table=["lambda_max", "lambda_min", "abs_min_over_max", "lambda_max_over_min", "trace",
+           "negative_mass", "negative_mass_smoothed"],
+    definition=(
+        "**Spectrum** (`probe=lanczos`): Hessian of the mean cross-entropy over the probe subset "
+        "(no weight decay term unless `probe.include_weight_decay`). Extreme eigenvalues by "
+        "Lanczos with full reorthogonalisation (Lanczos 1950; Paige 1972), stopped when every "
+        "extreme Ritz pair has residual ‖Hv − θv‖ ≤ tol·max|θ|. λmax/λmin are mean ± std over "
+        "`probe.repeats` disjoint subsets. |λmin|/λmax measures how indefinite the Hessian is; "
+        "it is not a condition number. Trace by Hutchinson's estimator (Rademacher probes, ± "
+        "standard error; Hutchinson 1989). Density and negative mass by stochastic Lanczos "
+        "quadrature (Ghorbani et al. 2019): the negative mass is the quadrature weight on "
+        "negative Ritz values, averaged over probe vectors; it is smoothed by the Gaussian "
+        "kernel width and biased toward zero for tiny negative mass."
+    ),
+)
+
+
+def _one_repeat(ctx: ProbeContext, cfg: Config, index: int) -> dict[str, Any]:
     start = time.perf_counter()
-    x, y = ctx.probe_data(int(cfg.n_samples), index=index)
-    op = data_hessian(ctx, x, y, cfg)
-    seed = int(cfg.seed) + index
+    x, y = ctx.probe_data(cfg.n_samples, index=index)
+    op = ctx.hessian(x, y, include_weight_decay=cfg.include_weight_decay, chunk_size=cfg.chunk_size)
+    seed = cfg.seed + index
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        eig = lanczos(op, int(cfg.k), max_iters=int(cfg.max_iters), tol=float(cfg.tol), seed=seed)
+        eig = lanczos(op, cfg.k, max_iters=cfg.max_iters, tol=cfg.tol, seed=seed)
     for w in caught:
         log.warning("lanczos subset %d: %s", index, w.message)
-    trace = hutchinson_trace(op, n_samples=int(cfg.hutchinson_samples), seed=seed)
+    trace = hutchinson_trace(op, n_samples=cfg.hutchinson_samples, seed=seed)
     density = slq_density(
-        op,
-        n_vectors=int(cfg.slq_vectors),
-        n_iters=int(cfg.slq_iters),
-        grid_size=int(cfg.grid_size),
-        seed=seed,
+        op, n_vectors=cfg.slq_vectors, n_iters=cfg.slq_iters, grid_size=cfg.grid_size, seed=seed
     )
     out = {
         "index": index,
@@ -152,14 +161,14 @@ def _one_repeat(ctx: ProbeContext, cfg: DictConfig, index: int) -> dict[str, Any
         "density": density.density.tolist(),
         "matvecs": op.n_matvecs,
     }
-    if cfg.get("backend", "losslands") == "pyhessian":
+    if cfg.backend == "pyhessian":
         out["pyhessian_top"] = [v + op.weight_decay for v in pyhessian_top(ctx, x, y, cfg, seed)]
     out["seconds"] = time.perf_counter() - start
     return out
 
 
 def pyhessian_top(
-    ctx: ProbeContext, x: Tensor, y: Tensor, cfg: DictConfig, seed: int
+    ctx: ProbeContext, x: Tensor, y: Tensor, cfg: Config, seed: int
 ) -> list[float]:
     """PyHessian's top eigenvalues on ``(x, y)`` (data loss only).
 
@@ -186,9 +195,9 @@ def pyhessian_top(
             torch.manual_seed(seed)
             comp = PyHessian(model, ctx.loss_fn, data=(x, y), cuda=cuda)
             values, _ = comp.eigenvalues(
-                maxIter=int(cfg.pyhessian_max_iters),
-                tol=float(cfg.pyhessian_tol),
-                top_n=int(cfg.pyhessian_top_n),
+                maxIter=cfg.pyhessian_max_iters,
+                tol=cfg.pyhessian_tol,
+                top_n=cfg.pyhessian_top_n,
             )
     finally:
         for p in model.parameters():
@@ -196,31 +205,45 @@ def pyhessian_top(
     return [float(v) for v in values]
 
 
-def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    m, sd, _ = mean_std(values, drop_missing=False)
+    return m, sd
+
+
+def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
     dim = num_params(ctx.model)
-    _validate(cfg, dim)
+    if 2 * cfg.k > dim:
+        raise ValueError(
+            f"probe.k={cfg.k} asks for {2 * cfg.k} extreme eigenvalues but the model has "
+            f"{dim} parameters: set probe.k <= {dim // 2}"
+        )
+    if cfg.n_samples * cfg.repeats > ctx.data.num_train:
+        raise ValueError(
+            f"probe.n_samples x probe.repeats = {cfg.n_samples * cfg.repeats} disjoint images, "
+            f"but the training split has {ctx.data.num_train}: lower one of them"
+        )
     repeats = [  # each finished subset is saved: a killed job resumes at the next one
         ctx.partial.cached(f"subset={i}", lambda i=i: _one_repeat(ctx, cfg, i))
-        for i in ctx.progress(range(int(cfg.repeats)), desc="lanczos repeats")
+        for i in ctx.progress(range(cfg.repeats), desc="lanczos repeats")
     ]
-    lam_max, lam_max_std = mean_std([r["top"][0] for r in repeats])
-    lam_min, lam_min_std = mean_std([r["bottom"][0] for r in repeats])
+    lam_max, lam_max_std = _mean_std([r["top"][0] for r in repeats])
+    lam_min, lam_min_std = _mean_std([r["bottom"][0] for r in repeats])
     ratios = [abs(r["bottom"][0]) / r["top"][0] if r["top"][0] > 0 else math.nan for r in repeats]
     positive = all(r["bottom"][0] > 0 for r in repeats)
-    trace, trace_std = mean_std([r["trace"] for r in repeats])
-    neg, neg_std = mean_std([r["negative_mass"] for r in repeats])
-    neg_s, neg_s_std = mean_std([r["negative_mass_smoothed"] for r in repeats])
-    k = int(cfg.k)
-    top = [mean_std([r["top"][j] for r in repeats]) for j in range(k)]
-    bottom = [mean_std([r["bottom"][j] for r in repeats]) for j in range(k)]
-    wd = coupled_weight_decay(ctx.cfg.optimizer) if cfg.get("include_weight_decay", False) else 0.0
+    trace, trace_std = _mean_std([r["trace"] for r in repeats])
+    neg, neg_std = _mean_std([r["negative_mass"] for r in repeats])
+    neg_s, neg_s_std = _mean_std([r["negative_mass_smoothed"] for r in repeats])
+    k = cfg.k
+    top = [_mean_std([r["top"][j] for r in repeats]) for j in range(k)]
+    bottom = [_mean_std([r["bottom"][j] for r in repeats]) for j in range(k)]
+    wd = ctx.coupled_weight_decay if cfg.include_weight_decay else 0.0
     return {
-        "n_samples": int(cfg.n_samples),
+        "n_samples": cfg.n_samples,
         "repeats": len(repeats),
         "k": k,
         "dim": dim,
         "weight_decay": wd,
-        "backend": cfg.get("backend", "losslands"),
+        "backend": cfg.backend,
         "lambda_max": lam_max,
         "lambda_max_std": lam_max_std,
         "lambda_min": lam_min,
@@ -229,10 +252,10 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
         "top_std": [s for _, s in top],
         "bottom_mean": [m for m, _ in bottom],
         "bottom_std": [s for _, s in bottom],
-        "abs_min_over_max": mean_std(ratios)[0],
-        "abs_min_over_max_std": mean_std(ratios)[1],
+        "abs_min_over_max": _mean_std(ratios)[0],
+        "abs_min_over_max_std": _mean_std(ratios)[1],
         "lambda_max_over_min": (
-            mean_std([r["top"][0] / r["bottom"][0] for r in repeats])[0] if positive else None
+            _mean_std([r["top"][0] / r["bottom"][0] for r in repeats])[0] if positive else None
         ),
         "trace": trace,
         "trace_std": trace_std,
@@ -253,7 +276,7 @@ def _pyhessian_summary(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     if not all("pyhessian_top" in r for r in repeats):
         return {}
     n = min(len(r["pyhessian_top"]) for r in repeats)
-    stats = [mean_std([sorted(r["pyhessian_top"], reverse=True)[j] for r in repeats])
+    stats = [_mean_std([sorted(r["pyhessian_top"], reverse=True)[j] for r in repeats])
              for j in range(n)]
     return {
         "pyhessian_top_mean": [m for m, _ in stats],

@@ -8,7 +8,7 @@ alignment of the noise with the sharpest direction (``alignment = v_H^T C v_H / 
 ``alignment_c = v_H^T C v_H / lambda_c``) and ``trace_c = tr(C)``. A mini-batch of ``B`` samples
 drawn with replacement has gradient-noise covariance ``C / B`` (Jastrzebski et al. 2018, "Three
 Factors Influencing Minima in SGD"), so ``lambda_c_over_b`` uses the training batch size
-``data.batch_size`` (sampling without replacement from ``N`` images scales this by
+(``ctx.batch_size``) (sampling without replacement from ``N`` images scales this by
 ``(N - B) / (N - 1)``, negligible for ``B << N``).
 
 The main estimate is repeated on ``probe.repeats`` disjoint subsets (mean and std). The
@@ -27,32 +27,74 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from matplotlib.figure import Figure
-from omegaconf import DictConfig
 
 from losslands.curvature import gradient_noise
-from losslands.probes.base import ProbeContext
-from losslands.probes.lanczos import mean_std
+from losslands.probes.base import ProbeConfig, ProbeContext, ProbeInfo, Scalar
+from losslands.stats import mean_std
 
 log = logging.getLogger(__name__)
 
 FIELDS = ("lambda_c", "lambda_h", "ratio", "alignment", "alignment_c", "trace_c", "grad_norm")
 
 
-def _check(cfg: DictConfig) -> list[int]:
-    for key, low in (("n_samples", 2), ("repeats", 1), ("max_iters", 2), ("chunk_size", 1)):
-        value = cfg.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"probe.{key}={value!r} must be an integer >= {low}")
-    ns = list(cfg.get("ns") or [])
-    if any(not isinstance(n, int) or n < 2 for n in ns):
-        raise ValueError(f"probe.ns={ns} must be a list of integers >= 2 (sample counts)")
-    return sorted(set(ns))
+@dataclass
+class Config(ProbeConfig):
+    """Options of ``probe=noise`` (``conf/probe/noise.yaml`` documents each)."""
+
+    name: str = "noise"
+    n_samples: int = 5000
+    repeats: int = 3
+    ns: list[int] = field(default_factory=lambda: [32, 128, 512, 2048])
+    max_iters: int = 100
+    tol: float = 1.0e-5
+    chunk_size: int = 256
+    seed: int = 0
+
+    def check(self) -> None:
+        for key, low in (("n_samples", 2), ("repeats", 1), ("max_iters", 2), ("chunk_size", 1)):
+            self.at_least(key, low)
+        self.positive("tol")
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 2 for n in self.ns):
+            raise ValueError(f"probe.ns={list(self.ns)} must be a list of integers >= 2 (sample counts)")
 
 
-def estimate(ctx: ProbeContext, cfg: DictConfig, n: int, index: int) -> dict[str, Any]:
+INFO = ProbeInfo(
+    title="Gradient noise vs curvature",
+    order=20,
+    scalars={
+        "lambda_c": Scalar("top eigenvalue of the per-sample gradient covariance C", "loss²"),
+        "lambda_c_std": Scalar("std of lambda_c over the subsets", "loss²"),
+        "lambda_h": Scalar("top Hessian eigenvalue on the same samples", "loss"),
+        "lambda_h_std": Scalar("std of lambda_h over the subsets", "loss"),
+        "ratio": Scalar("lambda_c / lambda_h"),
+        "ratio_std": Scalar("std of the ratio over the subsets"),
+        "alignment": Scalar("v_H^T C v_H / lambda_h (units of loss)", "loss"),
+        "alignment_c": Scalar("v_H^T C v_H / lambda_c, in [0, 1]"),
+        "trace_c": Scalar("tr(C)", "loss²"),
+        "lambda_c_over_b": Scalar("lambda_c / B: the top noise eigenvalue of a mini-batch of B", "loss²"),
+        "lambda_c_corrected": Scalar("lambda_c - tr(C)/n: first-order bias correction", "loss²"),
+        "ratio_n<n>": Scalar("ratio on the first n images of subset 0"),
+        "lambda_c_over_b_n<n>": Scalar("lambda_c / B on the first n images of subset 0", "loss²"),
+    },
+    table=["lambda_c", "lambda_h", "ratio", "alignment", "trace_c", "lambda_c_over_b"],
+    table_prefixes=["ratio_n"],
+    definition=(
+        "**Noise** (`probe=noise`): per-sample gradients g_i on n probe images; C = (1/n) Σ "
+        "(g_i − ḡ)(g_i − ḡ)ᵀ (centred, per-sample). SGD's mini-batch noise covariance is C/B "
+        "for batch size B. λC = top eigenvalue of C via the n×n Gram matrix (exact), λH = top "
+        "Hessian eigenvalue on the same samples; ratio = λC/λH; alignment = v_Hᵀ C v_H / λH "
+        "(Jastrzębski et al. 2018; Zhu et al. 2019; Thomas et al. 2020). The estimate of λC is "
+        "biased upward when n is small relative to the rank of C, roughly by tr(C)/n: compare "
+        "the values across n."
+    ),
+)
+
+
+def estimate(ctx: ProbeContext, cfg: Config, n: int, index: int) -> dict[str, Any]:
     """:func:`gradient_noise` on probe subset ``index`` of ``n`` images, as a JSON-able dict."""
     start = time.perf_counter()
     x, y = ctx.probe_data(n, index=index)
@@ -61,25 +103,26 @@ def estimate(ctx: ProbeContext, cfg: DictConfig, n: int, index: int) -> dict[str
         ctx.loss_fn,
         x,
         y,
-        chunk_size=int(cfg.chunk_size),
-        lanczos_kwargs={
-            "max_iters": int(cfg.max_iters),
-            "tol": float(cfg.tol),
-            "seed": int(cfg.seed),
-        },
+        chunk_size=cfg.chunk_size,
+        lanczos_kwargs={"max_iters": cfg.max_iters, "tol": cfg.tol, "seed": cfg.seed},
     )
     out = {"n": gn.n, "index": index, **{f: float(getattr(gn, f)) for f in FIELDS}}
     out["lambda_c_corrected"] = out["lambda_c"] - out["trace_c"] / gn.n
-    out["lambda_c_over_b"] = out["lambda_c"] / int(ctx.cfg.data.batch_size)
+    out["lambda_c_over_b"] = out["lambda_c"] / ctx.batch_size
     out["lambda_h_residual"] = gn.lambda_h_residual
     out["lambda_h_converged"] = gn.lambda_h_converged
     out["seconds"] = time.perf_counter() - start
     return out
 
 
-def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
-    ns = _check(cfg)
-    n_main = int(cfg.n_samples)
+def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
+    ns = sorted(set(cfg.ns))
+    n_main = cfg.n_samples
+    if n_main * cfg.repeats > ctx.data.num_train:
+        raise ValueError(
+            f"probe.n_samples x probe.repeats = {n_main * cfg.repeats} disjoint images, but the "
+            f"training split has {ctx.data.num_train}: lower one of them"
+        )
     skipped = [n for n in ns if n > n_main]
     if skipped:
         log.warning("noise: skipping probe.ns=%s larger than probe.n_samples=%d", skipped, n_main)
@@ -88,16 +131,16 @@ def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
         return ctx.partial.cached(f"n={n},subset={index}", lambda: estimate(ctx, cfg, n, index))
 
     repeats = [
-        saved(n_main, i) for i in ctx.progress(range(int(cfg.repeats)), desc="noise repeats")
+        saved(n_main, i) for i in ctx.progress(range(cfg.repeats), desc="noise repeats")
     ]
     sweep = [
         repeats[0] if n == n_main else saved(n, 0)
         for n in ctx.progress([n for n in ns if n <= n_main], desc="noise vs n")
     ]
-    batch_size = int(ctx.cfg.data.batch_size)
+    batch_size = ctx.batch_size
     out: dict[str, Any] = {"n_samples": n_main, "repeats": len(repeats), "batch_size": batch_size}
-    for field in (*FIELDS, "lambda_c_corrected"):
-        out[field], out[f"{field}_std"] = mean_std([r[field] for r in repeats])
+    for key in (*FIELDS, "lambda_c_corrected"):
+        out[key], out[f"{key}_std"], _ = mean_std([r[key] for r in repeats], drop_missing=False)
     out["lambda_c_over_b"] = out["lambda_c"] / batch_size
     out["lambda_h_converged"] = all(r["lambda_h_converged"] for r in (*repeats, *sweep))
     if not out["lambda_h_converged"]:

@@ -16,17 +16,53 @@ networks).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from omegaconf import DictConfig
 
 from losslands.directions import filter_normalized_direction
+from losslands.evaluate import PointEvaluator
 from losslands.flat import get_flat
-from losslands.probes._pairwise import PointEvaluator, StepProgress, bn_data, probe_batches
-from losslands.probes.base import ProbeContext
+from losslands.probes.base import ProbeConfig, ProbeContext, ProbeInfo, Scalar
+
+
+@dataclass
+class Config(ProbeConfig):
+    """Options of ``probe=surface`` (``conf/probe/surface.yaml`` documents each)."""
+
+    name: str = "surface"
+    n_samples: int = 2000
+    resolution: int = 21
+    span: list[float] = field(default_factory=lambda: [-1.0, 1.0])
+    seed: int = 0
+    bn_batches: int = 0
+
+    def check(self) -> None:
+        self.at_least("n_samples", 1)
+        self.at_least("bn_batches", 0)
+        if len(self.span) != 2:
+            raise ValueError(f"probe.span={list(self.span)} must be [lo, hi]")
+        grid_axis(self.span, self.resolution)
+
+
+INFO = ProbeInfo(
+    title="Loss surface",
+    order=40,
+    scalars={
+        "loss_center": Scalar("loss at the trained weights on the probe subset", "loss"),
+        "loss_min": Scalar("smallest loss on the grid", "loss"),
+        "loss_max": Scalar("largest loss on the grid", "loss"),
+        "sharpness_ratio": Scalar("mean loss rise on the grid's border over the centre loss"),
+    },
+    table=["loss_center", "loss_min", "loss_max", "sharpness_ratio"],
+    definition=(
+        "**Surface** (`probe=surface`): loss on a 2-D grid θ + αd1 + βd2 along two "
+        "filter-normalised random directions (Li et al. 2018)."
+    ),
+)
 
 
 def grid_axis(span: tuple[float, float], resolution: int) -> torch.Tensor:
@@ -55,20 +91,20 @@ def outer_ring(values: torch.Tensor) -> torch.Tensor:
     return values[mask]
 
 
-def run(ctx: ProbeContext, cfg: DictConfig) -> dict[str, Any]:
-    gen = torch.Generator().manual_seed(int(cfg.seed))
+def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
+    gen = torch.Generator().manual_seed(cfg.seed)
     d1 = filter_normalized_direction(ctx.model, gen)
     d2 = filter_normalized_direction(ctx.model, gen)
     theta = get_flat(ctx.model)
     evaluator = PointEvaluator(
-        ctx.model, ctx.loss_fn, bn_data(ctx, int(cfg.bn_batches), required=False)
+        ctx.model, ctx.loss_fn, ctx.bn_batches(cfg.bn_batches, required=False)
     )
-    data = probe_batches(ctx, int(cfg.n_samples))
-    alphas = grid_axis(cfg.span, int(cfg.resolution))
+    data = ctx.probe_batches(cfg.n_samples)
+    alphas = grid_axis(cfg.span, cfg.resolution)
     betas = alphas.clone()
     losses = torch.empty(len(alphas), len(betas), dtype=torch.float64)
     accs = torch.empty_like(losses)
-    with StepProgress(ctx, losses.numel(), "surface") as bar:
+    with ctx.steps(losses.numel(), "surface") as bar:
         for i, a in enumerate(alphas.tolist()):
             for j, b in enumerate(betas.tolist()):
                 m = evaluator.metrics(theta + a * d1 + b * d2, data)

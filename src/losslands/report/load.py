@@ -1,11 +1,16 @@
-"""Reading a sweep folder: every job's training summary and probe results."""
+"""Reading a sweep folder: every job's training summary and probe results, and every job or
+file that could not be used (so the report can list it instead of leaving it out)."""
 
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from omegaconf import OmegaConf
 
 
 @dataclass
@@ -25,37 +30,215 @@ class Job:
         return int(self.summary["config"]["seed"])
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+@dataclass
+class Problem:
+    """A job or file the report could not use as a result.
+
+    ``status`` is the job's own word when it wrote one (``diverged``, ``interrupted``,
+    ``failed``, ...), else ``unreadable`` (not JSON), ``wrong shape`` (JSON, but not what the
+    job writes) or ``missing``.
+    """
+
+    job: str  # the job folder, relative to the sweep folder
+    file: str  # relative to the job folder
+    status: str
+    error: str  # the first line of the error
+    probe: str = ""  # "train" for the training summary, else the probe's name
+    optimizer: str = ""
+    seed: int | None = None
+
+
+@dataclass
+class Sweep:
+    """What :func:`scan_sweep` found: the usable jobs and everything it could not use."""
+
+    jobs: list[Job]
+    problems: list[Problem]
+
+
+def error_line(text: Any) -> str:
+    """The first line of an error message; for a traceback, of its final exception."""
+    lines = [line for line in str(text or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if lines[0].startswith("Traceback"):
+        # the exception follows the last indented line (a frame or its source line)
+        frames = [i for i, line in enumerate(lines) if line[:1].isspace()]
+        i = frames[-1] + 1 if frames else len(lines) - 1
+        return lines[min(i, len(lines) - 1)].strip()
+    return lines[0].strip()
+
+
+class _Unusable(Exception):
+    """A file that is not what a job writes: ``status`` says how."""
+
+    def __init__(self, status: str, error: str):
+        super().__init__(error)
+        self.status, self.error = status, error
+
+
+def _read(path: Path) -> Any:
     try:
         with open(path) as f:
             return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _Unusable("unreadable", f"{type(e).__name__}: {error_line(e)}") from e
 
 
-def load_sweep(sweep_dir: str | Path) -> list[Job]:
-    """All jobs below ``sweep_dir`` that have a ``train_summary.json`` (sorted by path).
+def _check_summary(summary: Any) -> dict[str, Any]:
+    """``summary`` if it has what the report reads from a training summary."""
+    if not isinstance(summary, dict):
+        raise _Unusable("wrong shape", f"a JSON {type(summary).__name__}, not an object")
+    config = summary.get("config")
+    opt = config.get("optimizer") if isinstance(config, dict) else None
+    if not (isinstance(opt, dict) and isinstance(opt.get("name"), str)):
+        raise _Unusable("wrong shape", "no config.optimizer.name")
+    if isinstance(config.get("seed"), bool) or not isinstance(config.get("seed"), int):
+        raise _Unusable("wrong shape", f"config.seed is {config.get('seed')!r}, not an integer")
+    for key, kind in (("status", str), ("final", dict), ("history", list)):
+        if key in summary and not isinstance(summary[key], kind):
+            raise _Unusable("wrong shape", f"{key} is a {type(summary[key]).__name__}")
+    return summary
 
-    Unreadable files (e.g. a job killed mid-write, which atomic writes make unlikely) are
-    skipped rather than failing the whole report.
+
+def _check_record(rec: Any) -> dict[str, Any]:
+    """``rec`` if it has what the report reads from a probe record."""
+    if not isinstance(rec, dict):
+        raise _Unusable("wrong shape", f"a JSON {type(rec).__name__}, not an object")
+    if not isinstance(rec.get("status"), str):
+        raise _Unusable("wrong shape", "no status")
+    for key, kind in (("scalars", dict), ("result", dict), ("optimizer", str), ("probe", str)):
+        if rec.get(key) is not None and not isinstance(rec[key], kind):
+            raise _Unusable("wrong shape", f"{key} is a {type(rec[key]).__name__}")
+    return rec
+
+
+_HASH = re.compile(r"[0-9a-f]{16}")
+
+
+def is_training_cache_entry(folder: Path) -> bool:
+    """Whether ``folder`` is an entry of the training cache (``training/cache.py``), not a job.
+
+    A cache entry is named by its training hash and holds the training's files but, unlike a
+    job folder, no ``.hydra`` and no ``probes``; wherever the cache lives, even in a sweep.
+    """
+    return (
+        _HASH.fullmatch(folder.name) is not None
+        and not (folder / ".hydra").exists()
+        and not (folder / "probes").exists()
+        and any((folder / f).exists() for f in ("train_summary.json", "model.pt", "last.ckpt"))
+    )
+
+
+def _job_folders(sweep_dir: Path) -> list[Path]:
+    """Folders with a training summary, a probe result or Hydra's ``.hydra`` record."""
+    found = {p.parent for p in sweep_dir.rglob("train_summary.json")}
+    found |= {p.parent.parent for p in sweep_dir.rglob("probes/*.json")}
+    found |= {p.parent.parent for p in sweep_dir.rglob(".hydra/config.yaml")}
+    return sorted(f for f in found if not is_training_cache_entry(f))
+
+
+def _hydra_config(folder: Path) -> dict[str, Any]:
+    """The job's composed config as Hydra saved it (unresolved), or {}."""
+    try:
+        cfg = OmegaConf.to_container(OmegaConf.load(folder / ".hydra" / "config.yaml"), resolve=False)
+    except Exception:  # absent or unreadable: the job is still reported from its other files
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def scan_sweep(sweep_dir: str | Path) -> Sweep:
+    """Every job below ``sweep_dir`` and every job or file that cannot be used as a result.
+
+    A job is a folder with ``train_summary.json``, ``probes/*.json`` or ``.hydra/config.yaml``
+    (training-cache entries are not jobs, see :func:`is_training_cache_entry`). A job whose
+    summary is readable is in ``jobs`` even if its training did not complete; problems are:
+    a summary that is missing, unreadable or of the wrong shape, a training that did not
+    complete, and a probe result that is unreadable, of the wrong shape, not completed, or
+    missing (the probe the job's Hydra config names, after a completed training).
     """
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep folder at {sweep_dir}: pass the folder Hydra wrote (multirun/<name>)")
-    jobs = []
-    for summary_path in sorted(sweep_dir.rglob("train_summary.json")):
-        if "cache" in summary_path.parts:
+    jobs: list[Job] = []
+    problems: list[Problem] = []
+    for folder in _job_folders(sweep_dir):
+        job, found = _scan_job(folder)
+        hydra_cfg = _hydra_config(folder)
+        if job is not None:
+            opt, seed = job.optimizer, job.seed
+            jobs.append(job)
+        else:  # named from the job's Hydra config, when there is one
+            node = hydra_cfg.get("optimizer")
+            opt = str(node.get("name") or "") if isinstance(node, dict) else ""
+            seed = hydra_cfg.get("seed") if isinstance(hydra_cfg.get("seed"), int) else None
+        expected = _expected_probe(folder, hydra_cfg, job)
+        if expected is not None:
+            found.append(expected)
+        name = str(folder.relative_to(sweep_dir))
+        problems += [Problem(name, file, status, error, probe, opt, seed)
+                     for file, status, error, probe in found]
+    return Sweep(jobs, problems)
+
+
+def _scan_job(folder: Path) -> tuple[Job | None, list[tuple[str, str, str, str]]]:
+    """The job in ``folder`` (None without a usable summary) and its problems as
+    ``(file, status, error, probe)``."""
+    found: list[tuple[str, str, str, str]] = []
+    summary_path = folder / "train_summary.json"
+    job = None
+    if not summary_path.exists():
+        found.append(("train_summary.json", "missing",
+                      "no training summary: the job stopped before its training finished", "train"))
+    else:
+        try:
+            job = Job(folder, _check_summary(_read(summary_path)))
+        except _Unusable as e:
+            found.append(("train_summary.json", e.status, e.error, "train"))
+    if job is not None and (status := job.summary.get("status", "completed")) != "completed":
+        found.append(("train_summary.json", status,
+                      error_line(job.summary.get("error")) or f"training {status}", "train"))
+    for p in sorted((folder / "probes").glob("*.json")):
+        if p.name.endswith(".partial.json"):
+            continue  # a running (or killed) probe's pieces; a missing result says so
+        file = f"probes/{p.name}"
+        try:
+            rec = _check_record(_read(p))
+        except _Unusable as e:
+            found.append((file, e.status, e.error, p.stem))
             continue
-        summary = _read(summary_path)
-        if summary is None:
-            continue
-        job = Job(summary_path.parent, summary)
-        for p in sorted((summary_path.parent / "probes").glob("*.json")):
-            rec = _read(p)
-            if rec is not None:
-                job.probes[rec.get("probe", p.stem)] = rec
-        jobs.append(job)
-    return jobs
+        probe = rec.get("probe") or p.stem
+        if rec["status"] != "completed":
+            found.append((file, rec["status"], error_line(rec.get("error")) or f"probe {rec['status']}", probe))
+        if job is not None:
+            job.probes[probe] = rec
+    return job, found
+
+
+def _expected_probe(folder: Path, hydra_cfg: dict[str, Any], job: Job | None) -> tuple[str, str, str, str] | None:
+    """The problem of a completed training whose configured probe left no result, or None."""
+    node = hydra_cfg.get("probe")
+    expected = node.get("name") if isinstance(node, dict) else None
+    if (job is None or job.summary.get("status", "completed") != "completed"
+            or not isinstance(expected, str) or expected == "none"
+            or (folder / "probes" / f"{expected}.json").exists()):
+        return None
+    partial = (folder / "probes" / f"{expected}.partial.json").exists()
+    return (f"probes/{expected}.json", "missing",
+            "no result: the job stopped before its probe finished"
+            + (" (pieces saved in the .partial.json)" if partial else ""), expected)
+
+
+def load_sweep(sweep_dir: str | Path) -> list[Job]:
+    """The usable jobs below ``sweep_dir`` (see :func:`scan_sweep`), sorted by path.
+
+    Warns when some jobs or files could not be used; :func:`scan_sweep` lists them.
+    """
+    sweep = scan_sweep(sweep_dir)
+    if sweep.problems:
+        warnings.warn(f"{len(sweep.problems)} jobs or files in {sweep_dir} failed or could not be read: "
+                      "losslands.report.load.scan_sweep lists them", stacklevel=2)
+    return sweep.jobs
 
 
 def trainings(jobs: list[Job]) -> list[dict[str, Any]]:
@@ -66,11 +249,14 @@ def trainings(jobs: list[Job]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def probe_records(jobs: list[Job], probe: str) -> list[dict[str, Any]]:
-    """Completed records of one probe, one per (training, probe config)."""
+def probe_records(jobs: list[Job], probe: str, *, include_failed: bool = False) -> list[dict[str, Any]]:
+    """Completed records of one probe, one per (training, probe config); with
+    ``include_failed``, also the records that did not complete (one per job)."""
     seen: dict[str, dict[str, Any]] = {}
     for j in jobs:
         rec = j.probes.get(probe)
         if rec and rec.get("status") == "completed":
             seen.setdefault(rec.get("probe_key") or str(j.path), rec)
+        elif rec and include_failed:
+            seen.setdefault(str(j.path), rec)
     return list(seen.values())

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 
-def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
+def mean_std(values: Iterable[float | None]) -> tuple[float, float, int]:
     """Mean, sample standard deviation (ddof=1; 0 for a single value) and count of finite values."""
     xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     n = len(xs)
@@ -28,15 +28,62 @@ def fmt(m: float, sd: float, n: int) -> str:
     return f"{m:.4g} ± {sd:.2g} (n={n})"
 
 
-def group_scalars(records: Sequence[dict[str, Any]], key: str = "optimizer") -> dict[str, dict[str, list[float]]]:
-    """``{group: {metric: [values over seeds]}}`` from probe records' ``scalars``."""
-    out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+def fmt_values(values: Sequence[float | None]) -> str:
+    """:func:`fmt` of ``values``, saying what the mean left out: ``None`` is a missing value
+    (no result for that seed), NaN or ±inf a value that is not finite, e.g.
+    ``12 ± 2.8 (n=2 of 3, 1 not finite)``."""
+    m, sd, n = mean_std(values)
+    missing = sum(v is None for v in values)
+    not_finite = len(values) - n - missing
+    if not (missing or not_finite):
+        return fmt(m, sd, n)
+    dropped = [f"{k} {what}" for k, what in ((not_finite, "not finite"), (missing, "missing")) if k]
+    counts = f"n={n} of {len(values)}, " + ", ".join(dropped)
+    if n == 0:
+        return f"– ({counts})"
+    return f"{m:.4g} ({counts})" if n == 1 else f"{m:.4g} ± {sd:.2g} ({counts})"
+
+
+def scalar_value(values: dict[str, Any], key: str) -> float | None:
+    """``values[key]`` as a float: None when the key is absent, NaN for JSON null (how NaN is
+    written), ±inf for ``"inf"``/``"-inf"``."""
+    if key not in values:
+        return None
+    v = values[key]
+    if v is None:
+        return math.nan
+    if isinstance(v, str):
+        return {"inf": math.inf, "-inf": -math.inf}.get(v.lower(), math.nan)
+    return float(v)
+
+
+def group_scalars(records: Sequence[dict[str, Any]], key: str = "optimizer") -> dict[str, dict[str, list[float | None]]]:
+    """``{group: {metric: [values over seeds]}}`` from probe records' ``scalars``.
+
+    Every record contributes to every metric any record reports: NaN (JSON null) and ±inf as
+    they are, None where the record lacks the metric or did not complete, so
+    :func:`fmt_values` can say how many seeds the mean leaves out.
+    """
+    records_by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        g = r.get(key) or r.get("result", {}).get(key) or "?"
-        for k, v in (r.get("scalars") or {}).items():
-            if isinstance(v, (int, float)) and v is not None:
-                out[g][k].append(float(v))
+        records_by_group[r.get(key) or (r.get("result") or {}).get(key) or "?"].append(r)
+    scalars = {g: [_numeric_scalars(r) for r in recs] for g, recs in records_by_group.items()}
+    # every metric any group reports, so a group whose seeds all failed shows them as missing
+    keys = sorted({k for group in scalars.values() for s in group for k in s})
+    out: dict[str, dict[str, list[float | None]]] = defaultdict(lambda: defaultdict(list))
+    for g, group in scalars.items():
+        for k in keys:
+            out[g][k] = [scalar_value(s, k) for s in group]
     return out
+
+
+def _numeric_scalars(record: dict[str, Any]) -> dict[str, Any]:
+    """A completed record's numeric scalars as JSON holds them (numbers, null, "inf")."""
+    if record.get("status", "completed") != "completed":
+        return {}
+    return {k: v for k, v in (record.get("scalars") or {}).items()
+            if v is None or (isinstance(v, str) and v.lower() in ("inf", "-inf", "nan"))
+            or (isinstance(v, (int, float)) and not isinstance(v, bool))}
 
 
 def markdown_table(groups: dict[str, dict[str, list[float]]], metrics: Sequence[str], label: str = "optimizer",
@@ -48,7 +95,7 @@ def markdown_table(groups: dict[str, dict[str, list[float]]], metrics: Sequence[
     names = [g for g in (order or []) if g in groups] + sorted(g for g in groups if g not in (order or []))
     lines = ["| " + " | ".join([label, *present]) + " |", "|" + "---|" * (len(present) + 1)]
     for g in names:
-        lines.append("| " + " | ".join([g, *(fmt(*mean_std(groups[g].get(m, []))) for m in present)]) + " |")
+        lines.append("| " + " | ".join([g, *(fmt_values(groups[g].get(m, [])) for m in present)]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -5,49 +5,93 @@ from __future__ import annotations
 import csv
 import io
 import re
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from losslands.io import _atomic, save_figure
 from losslands.report import figures
-from losslands.report.definitions import DEFINITIONS
-from losslands.report.load import Job, load_sweep, probe_records, trainings
-from losslands.report.tables import epochs_to_fraction, group_scalars, markdown_table, mean_std
+from losslands.probes.base import available_probes, load_probe
+from losslands.report.definitions import definitions
+from losslands.report.load import Job, Problem, probe_records, scan_sweep, trainings
+from losslands.report.tables import (
+    epochs_to_fraction,
+    group_scalars,
+    markdown_table,
+    mean_std,
+    scalar_value,
+)
 
 OPTIMIZER_ORDER = ["sgd", "momentum", "adamw", "adam"]
 
-# (title, probe, metrics): one table per probe, rows = optimizers.
-PROBE_TABLES = [
-    ("Evaluation on the full splits", "eval", ["train_acc", "test_acc", "train_loss", "test_loss", "generalization_gap"]),
-    ("Hessian spectrum", "lanczos", ["lambda_max", "lambda_min", "abs_min_over_max", "lambda_max_over_min", "trace", "negative_mass", "negative_mass_smoothed"]),
-    ("Gradient noise vs curvature", "noise", ["lambda_c", "lambda_h", "ratio", "alignment", "trace_c", "lambda_c_over_b"]),
-    ("Loss along the top eigenvector", "perturbation", ["lambda_top", "fd_curvature_small", "fd_curvature_large", "loss_range", "random_curvature_small"]),
-    ("Intrinsic dimension", "intrinsic_dim", ["d_int90", "d_int90_interp", "reached_90", "d_max", "full_acc"]),
-    ("Loss surface", "surface", ["loss_center", "loss_min", "loss_max", "sharpness_ratio"]),
-]
-PATH_PROBES = [("linear", "interpolation"), ("AutoNEB", "autoneb"), ("Bézier", "curve")]
+
+
+def probe_sections() -> list[tuple[str, str, list[str], list[str]]]:
+    """``(title, probe, table scalars, scalar-family prefixes)`` of every probe with a table, in
+    report order, read from each probe's ``INFO`` (a new probe needs no edit here)."""
+    infos = [(name, load_probe(name).INFO) for name in available_probes()]
+    return [
+        (info.title, name, list(info.table), list(info.table_prefixes))
+        for name, info in sorted(infos, key=lambda t: (t[1].order, t[0]))
+        if info.table
+    ]
+
+
+def path_probes() -> list[tuple[str, str]]:
+    """``(label, probe)`` of the pairwise probes, whose ``barrier`` forms the paths table."""
+    infos = [(name, load_probe(name).INFO) for name in available_probes()]
+    return [(info.title, name) for name, info in sorted(infos, key=lambda t: (t[1].order, t[0]))
+            if info.pairwise]
 
 
 def _natural(key: str) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key))
 
 
-def results_rows(jobs: list[Job]) -> list[dict[str, Any]]:
-    """One row per (job, probe, metric): the long format behind every table."""
+RESULTS_COLUMNS = ["job", "optimizer", "seed", "probe", "pair", "metric", "value", "train_hash", "status", "error"]
+
+
+def results_rows(jobs: list[Job], problems: list[Problem] = ()) -> list[dict[str, Any]]:
+    """One row per (job, probe, metric): the long format behind every table.
+
+    ``status`` is the training's or the probe's; every problem (see
+    :func:`~losslands.report.load.scan_sweep`) adds a row with its status and, in ``error``,
+    the file and the first line of its error.
+    """
     rows = []
     for j in jobs:
         base = {"job": j.path.name, "optimizer": j.optimizer, "seed": j.seed, "train_hash": j.summary.get("hash")}
+        status = j.summary.get("status", "completed")
         for k, v in (j.summary.get("final") or {}).items():
-            rows.append({**base, "probe": "train", "pair": "", "metric": k, "value": v})
+            rows.append({**base, "probe": "train", "pair": "", "metric": k, "value": v, "status": status})
         for name, rec in j.probes.items():
             if rec.get("status") != "completed":
-                rows.append({**base, "probe": name, "pair": _pair(rec), "metric": "status", "value": rec.get("status")})
-                continue
+                continue  # its row, with the error, comes from the problems
             for k, v in (rec.get("scalars") or {}).items():
-                rows.append({**base, "probe": name, "pair": _pair(rec), "metric": k, "value": v})
-            rows.append({**base, "probe": name, "pair": _pair(rec), "metric": "seconds", "value": rec.get("seconds")})
+                rows.append({**base, "probe": name, "pair": _pair(rec), "metric": k, "value": v, "status": "completed"})
+            rows.append({**base, "probe": name, "pair": _pair(rec), "metric": "seconds", "value": rec.get("seconds"),
+                         "status": "completed"})
+    for p in problems:
+        rows.append({"job": p.job, "optimizer": p.optimizer, "seed": p.seed, "probe": p.probe, "pair": "",
+                     "metric": "", "value": "", "train_hash": "", "status": p.status, "error": f"{p.file}: {p.error}"})
     return rows
+
+
+class IncompleteSweep(RuntimeError):
+    """Raised by ``write_report(strict=True)`` after writing, when jobs or files are missing."""
+
+
+def problems_section(problems: list[Problem]) -> str:
+    """The "Failed or unreadable" section of REPORT.md: one row per job or file without a result."""
+    lines = ["## Failed or unreadable\n",
+             "These jobs and files gave no result to the tables and figures (`python -m losslands.report "
+             "--strict` exits non-zero while any are listed).\n",
+             "| job | file | status | error |", "|---|---|---|---|"]
+    for p in problems:
+        cells = (p.job, p.file, p.status, p.error)
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ")[:300] for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _pair(rec: dict[str, Any]) -> str:
@@ -60,60 +104,67 @@ def _pair(rec: dict[str, Any]) -> str:
 def training_table(jobs: list[Job]) -> tuple[str, dict]:
     groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for s in trainings(jobs):
-        if s.get("status") != "completed":
-            continue
         g = groups[s["config"]["optimizer"]["name"]]
+        # a training that did not complete counts as a missing value of every metric
+        done = s.get("status", "completed") == "completed"
+        final = (s.get("final") or {}) if done else {}
         for k in ("train/acc", "val/acc", "train/loss", "val/loss"):
-            if k in s.get("final", {}):
-                g[k].append(s["final"][k])
-        e90 = epochs_to_fraction(s.get("history", []))
-        if e90 is not None:
-            g["epochs_to_90pct_val_acc"].append(e90)
-        g["train_seconds"].append(s.get("train_seconds", float("nan")))
+            g[k].append(scalar_value(final, k))
+        g["epochs_to_90pct_val_acc"].append(epochs_to_fraction(s.get("history") or []) if done else None)
+        g["train_seconds"].append(scalar_value(s, "train_seconds") if done else None)
     metrics = ["train/acc", "val/acc", "train/loss", "val/loss", "epochs_to_90pct_val_acc", "train_seconds"]
     return markdown_table(groups, metrics, order=OPTIMIZER_ORDER), groups
 
 
 def paths_table(jobs: list[Job]) -> tuple[str, dict]:
     groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for label, probe in PATH_PROBES:
+    paths = path_probes()
+    for label, probe in paths:
         for rec in probe_records(jobs, probe):
             s = rec.get("scalars") or {}
-            if "barrier" in s:
-                groups[_pair(rec) or rec.get("optimizer", "?")][f"{label} barrier"].append(s["barrier"])
-    return markdown_table(groups, [f"{label} barrier" for label, _ in PATH_PROBES], label="pair"), groups
+            groups[_pair(rec) or rec.get("optimizer", "?")][f"{label} barrier"].append(scalar_value(s, "barrier"))
+    return markdown_table(groups, [f"{label} barrier" for label, _ in paths], label="pair"), groups
 
 
-def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str | None = None) -> Path:
-    """Write ``REPORT.md``, ``results.csv`` and ``figures/`` into ``sweep_dir``; return the report path."""
+def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str | None = None,
+                 strict: bool = False) -> Path:
+    """Write ``REPORT.md``, ``results.csv`` and ``figures/`` into ``sweep_dir``; return the report path.
+
+    Jobs and files without a usable result are listed in the report's "Failed or unreadable"
+    section and in ``results.csv``, with a warning.
+
+    Raises:
+        IncompleteSweep: with ``strict``, after writing everything, when any are listed.
+    """
     sweep_dir = Path(sweep_dir)
-    jobs = load_sweep(sweep_dir)
-    if not jobs:
+    sweep = scan_sweep(sweep_dir)
+    jobs, problems = sweep.jobs, sweep.problems
+    if not jobs and not problems:
         raise FileNotFoundError(f"no jobs with train_summary.json below {sweep_dir}: run the sweep first")
-    rows = results_rows(jobs)
+    rows = results_rows(jobs, problems)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["job", "optimizer", "seed", "probe", "pair", "metric", "value", "train_hash"])
+    writer = csv.DictWriter(buf, fieldnames=RESULTS_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
     _atomic(sweep_dir / "results.csv", lambda tmp: Path(tmp).write_text(buf.getvalue()))
 
     seeds = sorted({j.seed for j in jobs})
     opts = sorted({j.optimizer for j in jobs}, key=lambda o: (OPTIMIZER_ORDER + [o]).index(o))
-    failed = [(j.path.name, n) for j in jobs for n, r in j.probes.items() if r.get("status") != "completed"]
     md = [f"# losslands report: {sweep_dir.name}\n",
           f"{len(jobs)} jobs, optimizers {', '.join(opts)}, seeds {seeds}. Cells: mean ± std over seeds (n).\n"]
-    if failed:
-        md.append(f"**{len(failed)} probe runs did not complete**: " + ", ".join(f"{a}/{b}" for a, b in failed) + "\n")
+    if problems:
+        md += [f"**{len(problems)} jobs or files failed or could not be read** (listed below).\n",
+               problems_section(problems)]
 
     tables: dict[str, dict] = {}
     text, tables["training"] = training_table(jobs)
     md += ["## Training\n", text]
-    for title, probe, metrics in PROBE_TABLES:
-        recs = probe_records(jobs, probe)
+    for title, probe, metrics, prefixes in probe_sections():
+        recs = probe_records(jobs, probe, include_failed=True)  # failed seeds count as missing
         if not recs:
             continue
         groups = group_scalars(recs)
-        extra = sorted({k for g in groups.values() for k in g if k.startswith(("acc_d", "ratio_n"))}, key=_natural)
+        extra = sorted({k for g in groups.values() for k in g if prefixes and k.startswith(tuple(prefixes))}, key=_natural)
         tables[probe] = groups
         md += [f"## {title} (`probe={probe}`)\n", markdown_table(groups, [*metrics, *extra], order=OPTIMIZER_ORDER)]
     text, tables["paths"] = paths_table(jobs)
@@ -126,11 +177,16 @@ def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str 
         path = save_figure(fig_dir / f"{name}.png", fig)
         images.append(path)
         md.append(f"![{name}](figures/{path.name})\n")
-    md.append(DEFINITIONS)
+    md.append(definitions())
     report = sweep_dir / "REPORT.md"
     _atomic(report, lambda tmp: Path(tmp).write_text("\n".join(md)))
     if wandb:
         _log_to_wandb(sweep_dir, tables, images, wandb_mode)
+    if problems:
+        message = f"{len(problems)} jobs or files failed or could not be read: listed in {report}"
+        if strict:
+            raise IncompleteSweep(message)
+        warnings.warn(message, stacklevel=2)
     return report
 
 

@@ -203,18 +203,37 @@ def _train(cfg, cache: TrainingCache, key: str, tcfg: dict, datamodule, loggers,
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     except DivergenceError as e:
-        _finish(out, summary, module, start, status="diverged", error=str(e))
+        e.training_summary = _finish(out, summary, module, start, status="diverged", error=str(e))
         raise
     except BaseException as e:
-        _finish(out, summary, module, start, status="interrupted", error=repr(e))
+        e.training_summary = _finish(out, summary, module, start, status="interrupted", error=repr(e))
         raise
     if trainer.interrupted:
-        _finish(out, summary, module, start, status="interrupted", error="interrupted by the user")
-        raise KeyboardInterrupt("training interrupted; rerun the same command to resume")
+        e = KeyboardInterrupt("training interrupted; rerun the same command to resume")
+        e.training_summary = _finish(out, summary, module, start, status="interrupted",
+                                     error="interrupted by the user")
+        raise e
     model = model.cpu()
     save_torch(out / "model.pt", model.state_dict())
     summary = _finish(out, summary, module, start, status="completed")
     return Trained(model, summary, key, out, trained_now=True)
+
+
+def failed_training_summary(cfg: DictConfig, error: BaseException) -> dict[str, Any] | None:
+    """The summary of ``cfg``'s own training if ``error`` stopped it (diverged, interrupted),
+    else None (e.g. the error came from another training, such as a pairwise probe's partner).
+
+    The training summary travels on the exception as ``training_summary`` (set by the training
+    that failed), so the job can record it in its folder for the report.
+    """
+    summary = getattr(error, "training_summary", None)
+    if not isinstance(summary, dict):
+        return None
+    try:
+        key = training_hash(training_config(cfg))
+    except Exception:  # a config this broken did not train at all
+        return None
+    return summary if summary.get("hash") == key else None
 
 
 def _finish(out: Path, summary: dict, module: Classifier, start: float, status: str, error: str | None = None) -> dict:

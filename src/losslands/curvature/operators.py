@@ -1,16 +1,22 @@
-"""Symmetric linear operators: the Hessian of a model's mean loss, and explicit matrices.
+"""Symmetric linear operators on flat parameter vectors: the protocol and its implementations.
 
-Every curvature routine works on an object with ``.dim`` and ``.matvec(v)``; this module supplies
-the two used in practice. Hessian-vector products follow Pearlmutter (1994), "Fast Exact
+Every curvature routine (Lanczos, trace, SLQ) works on an :class:`Operator`: ``.dim`` and
+``.matvec(v)``. This module is the one home of the operators: an explicit matrix
+(:class:`DenseOperator`), the Hessian of a model's mean loss over data (:class:`HessianOperator`)
+and the Hessian of a loss given as a function of the flat parameters (:class:`FlatHessian`, used
+by the path methods). Hessian-vector products follow Pearlmutter (1994), "Fast Exact
 Multiplication by the Hessian": ``H v`` is the gradient of ``grad L . v``, at about the cost of
 two to three gradients and without forming ``H``.
+
+Longer than ~300 lines because :class:`HessianOperator`'s three product methods share their
+data handling and state; splitting them would scatter one object over modules.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +26,23 @@ from losslands.flat import Batch, as_batches, get_flat, trainable
 
 Method = Literal["auto", "graph", "double_backward", "jvp"]
 METHODS = ("auto", "graph", "double_backward", "jvp")
+
+
+class Operator(Protocol):
+    """A symmetric linear operator: ``dim`` and ``matvec(v) -> A v`` on 1-D tensors.
+
+    Optional attributes ``dtype`` and ``device`` say where vectors live (float64 on the CPU
+    when absent; see :func:`operator_dtype_device`).
+    """
+
+    dim: int
+
+    def matvec(self, v: Tensor) -> Tensor: ...
+
+
+def operator_dtype_device(op: Operator) -> tuple[torch.dtype, torch.device]:
+    """The operator's ``dtype``/``device`` attributes, defaulting to float64 on the CPU."""
+    return getattr(op, "dtype", torch.float64), torch.device(getattr(op, "device", "cpu"))
 
 
 @contextmanager
@@ -268,3 +291,35 @@ def _split(batches: list[Batch], chunk_size: int | None) -> list[Batch]:
         for x, y in batches
         for i in range(0, int(x.shape[0]), chunk_size)
     ]
+
+
+class FlatHessian:
+    """Hessian of ``loss(theta)`` at a fixed flat ``theta``: the operator for losses that are
+    functions of the flat parameters (path methods), where :class:`HessianOperator` needs a model
+    and data.
+
+    Products are double backward through the gradient graph, built once and kept (Pearlmutter
+    1994).
+
+    Args:
+        loss: differentiable scalar function of a flat parameter vector.
+        theta: the point.
+    """
+
+    def __init__(self, loss: Callable[[Tensor], Tensor], theta: Tensor) -> None:
+        self._x = theta.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (self._g,) = torch.autograd.grad(loss(self._x), self._x, create_graph=True)
+        self.dim, self.dtype, self.device = theta.numel(), theta.dtype, theta.device
+        self.n_matvecs = 0
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """``H v`` for a 1-D tensor ``v``."""
+        self.n_matvecs += 1
+        if not self._g.requires_grad:  # at most linear: no curvature
+            return torch.zeros_like(v)
+        (hv,) = torch.autograd.grad(self._g, self._x, grad_outputs=v, retain_graph=True)
+        return hv.detach()
+
+    def __matmul__(self, v: Tensor) -> Tensor:
+        return self.matvec(v)

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from losslands.curvature import gradient_noise, per_sample_gradients
-from losslands.curvature.hessian import eval_mode
 from losslands.curvature.noise import gram64
+from losslands.curvature.operators import eval_mode
 
 
 def _loop_gradients(model, loss_fn, x, y):

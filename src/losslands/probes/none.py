@@ -1,5 +1,0 @@
-"""``probe=none``: train only."""
-
-
-def run(ctx, cfg) -> dict:
-    return {}

@@ -1,0 +1,113 @@
+"""The probe protocol: import hygiene, typed configs, the registry and the notebook API."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from torch import nn
+
+from losslands.config import conf_dir
+from losslands.curvature import DenseOperator, lanczos
+from losslands.probes import ConfigError, available_probes, load_probe, make_config, run
+from tests.conftest import compose_cfg
+from tests.probes.tiny_curvature import dense_hessian, tiny_cnn
+
+
+def test_probes_import_without_the_cli_stack():
+    """Every probe, the cores, models and data import with no Hydra, OmegaConf, Lightning or W&B."""
+    code = (
+        "import importlib, sys\n"
+        "from losslands.probes import available_probes\n"
+        "mods = ['losslands.probes.' + n for n in available_probes()] + ['losslands.curvature',"
+        " 'losslands.paths', 'losslands.subspace', 'losslands.models', 'losslands.data',"
+        " 'losslands.evaluate', 'losslands.batchnorm', 'losslands.stats']\n"
+        "[importlib.import_module(m) for m in mods]\n"
+        "stack = ('hydra', 'omegaconf', 'lightning', 'pytorch_lightning', 'lightning_fabric',"
+        " 'wandb', 'torchmetrics')\n"
+        "print(sorted({k.split('.')[0] for k in sys.modules if k.split('.')[0] in stack}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_probe_has_config_info_yaml_and_test():
+    names = available_probes()
+    assert "base" not in names and "runner" not in names and not any(n.startswith("_") for n in names)
+    tests = conf_dir().parent / "tests" / "probes"
+    for name in names:
+        mod = load_probe(name)
+        assert (conf_dir() / "probe" / f"{name}.yaml").exists()
+        assert (tests / f"test_{name}.py").exists()
+        assert set(mod.INFO.table) <= set(mod.INFO.scalars), name
+        assert mod.Config().name == name
+
+
+@pytest.mark.parametrize("name", available_probes())
+def test_yaml_defaults_equal_the_config_defaults(name, tmp_path):
+    """conf/probe/<name>.yaml composes against the typed config and holds the same options."""
+    composed = compose_cfg(tmp_path, f"probe={name}", "optimizer=sgd").probe
+    from omegaconf import OmegaConf
+
+    options = OmegaConf.to_container(composed, resolve=True)
+    cfg = make_config(name, options)
+    assert set(options) == {f.name for f in dataclasses.fields(cfg)}
+
+
+def test_bad_values_name_the_key_and_range():
+    with pytest.raises(ConfigError, match=r"probe.repeats=0 must be an integer >= 1"):
+        make_config("lanczos", {"repeats": 0})
+    with pytest.raises(ConfigError, match=r"no option\(s\) \['n_sample'\]"):
+        make_config("lanczos", {"n_sample": 5})
+    with pytest.raises(ConfigError, match="probe.projection='gauss' must be one of"):
+        make_config("intrinsic_dim", {"projection": "gauss"})
+    with pytest.raises(ValueError, match="unknown probe 'base'"):
+        load_probe("base")
+
+
+def test_a_mistyped_value_fails_at_composition(tmp_path):
+    with pytest.raises(ConfigCompositionException):
+        compose_cfg(tmp_path, "probe=lanczos", "probe.k=ten")
+
+
+def test_notebook_api_on_a_user_model_matches_the_dense_spectrum():
+    """`losslands.probes.run` on a model and tensors of your own: no Hydra, no Lightning, the
+    same record the CLI writes, and the numbers of a dense float64 Hessian."""
+    model = tiny_cnn()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (64,), generator=g)
+    rec = run("lanczos", model, train=(x, y), n_samples=32, repeats=2, k=3, max_iters=150,
+              tol=1e-8, hutchinson_samples=4, slq_vectors=2, slq_iters=10, chunk_size=None)
+    assert rec["status"] == "completed" and rec["probe"] == "lanczos"
+    assert rec["config"]["n_samples"] == 32 and set(rec["scalars"]) >= {"lambda_max", "trace"}
+    tops = []
+    for r in rec["result"]["per_repeat"]:
+        xs, ys = _subset(x, y, 32, r["index"])
+        truth = torch.linalg.eigvalsh(dense_hessian(model, xs, ys))
+        assert r["top"] == pytest.approx(truth[-3:].flip(0).tolist(), rel=1e-5)
+        tops.append(float(truth[-1]))
+    assert rec["result"]["lambda_max"] == pytest.approx(sum(tops) / 2, rel=1e-5)
+
+
+def _subset(x, y, n, index, probe_seed=1234):
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(probe_seed))
+    idx = perm[index * n : (index + 1) * n]
+    return x[idx], y[idx]
+
+
+def test_notebook_api_refuses_bad_options_before_work():
+    with pytest.raises(ConfigError, match="probe.k"):
+        run("lanczos", nn.Linear(4, 3), train=(torch.randn(8, 4), torch.zeros(8, dtype=torch.long)), k=0)
+
+
+def test_dense_operator_protocol_is_exported():
+    from losslands.curvature import Operator
+
+    op = DenseOperator(torch.diag(torch.tensor([3.0, 1.0, -2.0], dtype=torch.float64)))
+    assert isinstance(op.dim, int) and hasattr(Operator, "matvec")
+    assert lanczos(op, 1, max_iters=3).top[0] == pytest.approx(3.0)
