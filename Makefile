@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 RUN_ARGS ?=
 SWEEP ?= multirun/seed_study
 
-.PHONY: install run test test-full lint bench bench-study study smoke-study report clean
+.PHONY: install run test test-full lint bench bench-study study smoke-study report clean mutants
 
 install: $(STAMP)
 
@@ -26,6 +26,13 @@ test-full: install
 
 lint: install
 	$(PY) -m ruff check src tests benchmarks
+
+# Mutation testing ([tool.mutmut] in pyproject.toml): training/cache.py and report/tables.py
+# against their tests; not part of `make test`. `$(VENV)/bin/mutmut browse` shows survivors.
+mutants: install
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/mutmut results --all true | awk -F': ' '{print $$NF}' | sort | uniq -c
 
 bench: install
 	$(PY) benchmarks/train_throughput.py

@@ -115,3 +115,87 @@ def test_auto_accelerator_is_keyed_by_the_device_it_selects(tmp_path, monkeypatc
     assert _key(tmp_path, "trainer.accelerator=auto") == cpu
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert _key(tmp_path, "trainer.accelerator=auto") == gpu == _key(tmp_path, "trainer.accelerator=cuda")
+
+
+def test_training_hash_is_short_stable_and_order_free():
+    from losslands.training.cache import training_hash
+
+    a = training_hash({"seed": 1, "model": {"name": "mlp", "hidden": 32}})
+    b = training_hash({"model": {"hidden": 32, "name": "mlp"}, "seed": 1})
+    assert a == b and len(a) == 16 and int(a, 16) >= 0
+    assert training_hash({"seed": 2, "model": {"name": "mlp", "hidden": 32}}) != a
+
+
+def _entry(tmp_path, summary_text: str | None, model: bool = True):
+    import json
+
+    from losslands.training.cache import TrainingCache
+
+    cache = TrainingCache(tmp_path / "cache")
+    folder = cache.path("0123456789abcdef")
+    folder.mkdir(parents=True)
+    if summary_text is not None:
+        (folder / "train_summary.json").write_text(summary_text)
+    if model:
+        (folder / "model.pt").write_bytes(b"weights")
+    return cache, folder, json
+
+
+def test_cache_summary_and_completeness(tmp_path):
+    from losslands.training.cache import TrainingCache
+
+    cache, folder, json = _entry(tmp_path, '{"status": "completed", "hash": "0123456789abcdef"}')
+    assert cache.summary("0123456789abcdef")["status"] == "completed"
+    assert cache.is_complete("0123456789abcdef")
+    (folder / "model.pt").unlink()
+    assert not cache.is_complete("0123456789abcdef")  # no weights
+    (folder / "model.pt").write_bytes(b"weights")
+    (folder / "train_summary.json").write_text(json.dumps({"status": "running"}))
+    assert not cache.is_complete("0123456789abcdef")
+    assert cache.summary("fedcba9876543210") is None and not cache.is_complete("fedcba9876543210")
+    assert cache.lock("0123456789abcdef").lock_file == str(tmp_path / "cache" / "0123456789abcdef.lock")
+    nested = TrainingCache(tmp_path / "new" / "cache")  # created with its parents on first lock
+    lock = nested.lock("0123456789abcdef", timeout=0.5)
+    assert lock.timeout == 0.5 and (tmp_path / "new" / "cache").is_dir()
+    with lock:
+        assert lock.is_locked
+
+
+@pytest.mark.parametrize("content", [b'{"status": "compl', b"[1, 2]", b"\xff\xfe{}"], ids=["truncated", "list", "binary"])
+def test_unreadable_cache_summary_is_set_aside(tmp_path, caplog, content):
+    import logging
+
+    cache, folder, _ = _entry(tmp_path, "")
+    (folder / "train_summary.json").write_bytes(content)
+    with caplog.at_level(logging.WARNING):
+        assert cache.summary("0123456789abcdef") is None
+    assert not (folder / "train_summary.json").exists()
+    assert (folder / "train_summary.json.corrupt").read_bytes() == content
+    [message] = [r.getMessage() for r in caplog.records]
+    assert str(folder / "train_summary.json") in message and "train_summary.json.corrupt" in message
+    assert message.startswith("unreadable cached file")
+    if content == b"[1, 2]":
+        assert "ValueError: holds a list, not a JSON object" in message
+    assert not cache.is_complete("0123456789abcdef")
+
+
+def test_describe_error_and_set_aside(tmp_path, caplog):
+    import pickle
+
+    from losslands.training.cache import describe_error, set_aside
+
+    assert describe_error(ValueError("first line\nsecond line")) == "ValueError: first line"
+    assert describe_error(KeyError()) == "KeyError"
+    torch_message = ("Weights only load failed. This file can still be loaded, to do so you have two "
+                     "options\n(1) Re-running `torch.load` with `weights_only` set to `False` ...")
+    assert describe_error(pickle.UnpicklingError(torch_message)) == "UnpicklingError: not a file of plain tensors"
+    hint = pickle.UnpicklingError("Unsupported global: rerun with weights_only=False if you trust it")
+    assert describe_error(hint) == "UnpicklingError: not a file of plain tensors"
+    f = tmp_path / "model.pt"
+    f.write_bytes(b"garbage")
+    assert set_aside(f, EOFError("truncated")) == tmp_path / "model.pt.corrupt"
+    assert not f.exists() and (tmp_path / "model.pt.corrupt").read_bytes() == b"garbage"
+    # a file another job already set aside is not an error
+    assert set_aside(f, EOFError("truncated")) == tmp_path / "model.pt.corrupt"
+    assert all(r.getMessage().startswith("unreadable cached file") and "EOFError: truncated" in r.getMessage()
+               for r in caplog.records)
