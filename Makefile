@@ -38,6 +38,7 @@ bench: install
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/curvature.py
 	$(PY) benchmarks/paths.py
+	$(PY) benchmarks/spectrum.py
 
 bench-study: install
 	$(PY) benchmarks/study.py

@@ -7,7 +7,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from losslands.config import conf_dir, register_resolvers, validate_job_config
+from losslands.config import conf_dir, register_configs, register_resolvers, validate_job_config
 
 
 def _app(cfg: DictConfig) -> None:
@@ -41,6 +41,7 @@ def _record_failed_training(cfg: DictConfig, error: BaseException) -> None:
 
 def main() -> None:
     register_resolvers()
+    register_configs()
     hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(_app)()
 
 

@@ -197,3 +197,16 @@ def test_validation(tiny_mlp):
     frozen = tiny_mlp().requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable"):
         HessianOperator(frozen, nn.CrossEntropyLoss(), data)
+
+
+@pytest.mark.parametrize("method", ["graph", "double_backward", "jvp"])
+def test_matmat_equals_matvec_per_row(method):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double()
+    x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
+    op = HessianOperator(model, nn.CrossEntropyLoss(), (x, y), method=method, chunk_size=16,
+                         weight_decay=0.1)
+    vs = torch.randn(4, op.dim, dtype=torch.float64)
+    rows = torch.stack([op.matvec(v) for v in vs])
+    assert torch.allclose(op.matmat(vs), rows, rtol=1e-10, atol=1e-12)
+    assert op.n_matvecs == 8

@@ -81,8 +81,9 @@ def test_notebook_api_on_a_user_model_matches_the_dense_spectrum():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (64,), generator=g)
-    rec = run("lanczos", model, train=(x, y), n_samples=32, repeats=2, k=3, max_iters=150,
-              tol=1e-8, hutchinson_samples=4, slq_vectors=2, slq_iters=10, chunk_size=None)
+    rec = run("lanczos", model, train=(x, y), n_samples=32, repeats=2, max_repeats=2, k=3, max_iters=150,
+              tol=1e-8, hutchinson_samples=4, slq_vectors=2, slq_iters=10, chunk_size=None,
+              certify_iters=40)
     assert rec["status"] == "completed" and rec["probe"] == "lanczos"
     assert rec["config"]["n_samples"] == 32 and set(rec["scalars"]) >= {"lambda_max", "trace"}
     tops = []

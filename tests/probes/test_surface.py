@@ -38,11 +38,9 @@ def test_centre_is_the_models_loss(tmp_path):
     assert out["direction_norms"] == pytest.approx([weights, weights], rel=1e-5)
     grid = np.array(out["losses"])
     ring = np.concatenate([grid[0], grid[-1], grid[1:-1, 0], grid[1:-1, -1]])
-    assert out["sharpness_ratio"] == pytest.approx(
-        np.mean(ring - grid[1, 1]) / grid[1, 1], rel=1e-9
-    )
+    assert out["border_rise"] == pytest.approx(np.mean(ring - grid[1, 1]), rel=1e-9)
     assert out["loss_min"] == grid.min() and out["loss_max"] == grid.max()
-    assert set(surface.scalars(out)) == {"loss_center", "loss_min", "loss_max", "sharpness_ratio"}
+    assert set(surface.scalars(out)) == {"loss_center", "loss_min", "loss_max", "border_rise"}
     assert surface.plot(out) is not None
 
 
@@ -114,6 +112,6 @@ def test_cli_writes_json_and_figure(tmp_path):
     job = run_probe_cli(
         tmp_path, "surface", "trainer.max_epochs=1", "probe.n_samples=64", "probe.resolution=3"
     )
-    scalars = {"loss_center", "loss_min", "loss_max", "sharpness_ratio"}
+    scalars = {"loss_center", "loss_min", "loss_max", "border_rise"}
     rec = assert_probe_outputs(job, "surface", scalars)
     assert np.array(rec["result"]["losses"]).shape == (3, 3)

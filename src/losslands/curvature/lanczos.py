@@ -24,6 +24,7 @@ from torch import Tensor
 from losslands.curvature.operators import Operator, operator_dtype_device
 
 WHICH = ("both", "top", "bottom")
+STOPS = ("residual", "eigenvalue")
 
 
 class Krylov:
@@ -37,9 +38,11 @@ class Krylov:
     Args:
         op: The operator.
         start: Non-zero start vector (normalised here).
+        lock: Orthonormal rows the basis is kept orthogonal to (deflation by locking: rounding
+            cannot grow components along them, as it would along an extreme eigenvalue).
     """
 
-    def __init__(self, op: Operator, start: Tensor) -> None:
+    def __init__(self, op: Operator, start: Tensor, lock: Tensor | None = None) -> None:
         self.op = op
         self.dim = int(op.dim)
         self.dtype, self.device = operator_dtype_device(op)
@@ -49,7 +52,8 @@ class Krylov:
         self.dropped: list[tuple[int, float]] = []  # (row, beta) at each restart, for residuals
         self.beta = 0.0  # norm of the current residual vector, the next coupling
         self.scale = 0.0  # running estimate of |A|, for the breakdown test
-        start = start.to(dtype=self.dtype, device=self.device)
+        self.lock = None if lock is None or lock.numel() == 0 else lock.to(self.dtype).to(self.device)
+        start = self._unlock(start.to(dtype=self.dtype, device=self.device))
         self._next: Tensor | None = start / start.norm()
         self._eps = torch.finfo(self.dtype).eps
 
@@ -67,10 +71,15 @@ class Krylov:
         """Whether the last residual vanished to rounding: ``span(Q)`` is an invariant subspace."""
         return self.beta <= 100 * self._eps * self.scale
 
+    def _unlock(self, w: Tensor) -> Tensor:
+        if self.lock is not None:
+            w = w - self.lock.T @ (self.lock @ w)
+        return w
+
     def _orthogonalise(self, w: Tensor) -> Tensor:
         q = self.basis
         for _ in range(2):  # "twice is enough" (Kahan; Parlett 1998, sec. 6.9)
-            w = w - q.T @ (q @ w)
+            w = self._unlock(w - q.T @ (q @ w))
         return w
 
     def step(self) -> None:
@@ -161,9 +170,20 @@ class LanczosResult:
         iterations: Lanczos steps (Krylov dimension).
         matvecs: Operator products in total, residual checks included.
         converged: Whether the stopping test passed: every watched pair's residual *estimate*
-            met the tolerance (or the basis spans the space). The true residuals are in
+            (or eigenvalue error bound, with ``stop="eigenvalue"``) met the tolerance (or the
+            basis spans the space). The true residuals are in
             ``top_residuals``/``bottom_residuals``; with float32 products they can sit above the
             estimate, at the rounding level of one matvec.
+        top_bounds: Error bounds ``|lambda - theta|`` of the top Ritz values:
+            ``min(r, r^2 / gap)`` with ``r`` the residual and ``gap`` the distance to the
+            nearest other Ritz value (Parlett 1998, sec. 11.7; Saad 2011, "Numerical Methods for
+            Large Eigenvalue Problems", Thm. 6.1 / Kato-Temple): the ``r^2/gap`` form holds once
+            the gap is resolved, the residual always.
+        bottom_bounds: Likewise for the bottom Ritz values.
+        nodes: Every Ritz value of the run, ascending (float64): with ``weights``, the Gauss
+            quadrature of the start vector's spectral measure (an SLQ probe for free).
+        weights: Squared first components of the ``T`` eigenvectors (sum to 1).
+        top_index: Positions of ``top`` in ``nodes``; ``bottom_index`` likewise.
     """
 
     top: Tensor
@@ -175,6 +195,25 @@ class LanczosResult:
     iterations: int
     matvecs: int
     converged: bool
+    top_bounds: Tensor | None = None
+    bottom_bounds: Tensor | None = None
+    nodes: Tensor | None = None
+    weights: Tensor | None = None
+    top_index: Tensor | None = None
+    bottom_index: Tensor | None = None
+
+
+def eigenvalue_bounds(theta: Tensor, residuals: Tensor) -> Tensor:
+    """``min(r_i, r_i^2 / gap_i)``: bounds on ``|lambda - theta_i|`` for Ritz values ``theta``
+    (ascending) with residual norms ``residuals``; ``gap_i`` is the distance from ``theta_i`` to
+    the nearest other Ritz value (the residual alone where there is no other)."""
+    if theta.numel() < 2:
+        return residuals.clone()
+    diffs = (theta[:, None] - theta[None, :]).abs()
+    diffs.fill_diagonal_(math.inf)
+    gap = diffs.min(dim=1).values
+    quad = torch.where(gap > residuals, residuals.pow(2) / gap, residuals)
+    return torch.minimum(residuals, quad)
 
 
 def lanczos(
@@ -186,6 +225,9 @@ def lanczos(
     seed: int = 0,
     true_residuals: bool = True,
     which: str = "both",
+    stop: str = "residual",
+    start: Tensor | None = None,
+    lock: Tensor | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> LanczosResult:
     """The ``k`` largest and ``k`` smallest eigenpairs of a symmetric operator.
@@ -206,6 +248,13 @@ def lanczos(
         true_residuals: Report ``|A v - theta v|`` at ``2k`` extra matvecs instead of estimates.
         which: Pairs the stopping test waits for: ``"both"`` ends, only the ``"top"`` or only
             the ``"bottom"``. Both ends are returned either way, the other one as reached.
+        stop: ``"residual"``: stop on the residual estimates (eigenvectors accurate to
+            ``tol``); ``"eigenvalue"``: stop on the eigenvalue error bounds
+            (:func:`eigenvalue_bounds`), which are about the square of the residuals once the
+            gaps are resolved, so the values converge in fewer steps than the vectors.
+        start: Start vector (default: a seeded standard normal one). Pass a Rademacher vector
+            to make the run's quadrature (``nodes``, ``weights``) an SLQ probe.
+        lock: Orthonormal rows to keep the Krylov basis orthogonal to (see :class:`Krylov`).
         progress: Called as ``progress(iteration, max_relative_residual_estimate)`` each step.
 
     Returns:
@@ -227,9 +276,15 @@ def lanczos(
         raise ValueError(f"tol={tol!r} must be positive")
     if which not in WHICH:
         raise ValueError(f"which={which!r} is not one of {WHICH}")
+    if stop not in STOPS:
+        raise ValueError(f"stop={stop!r} is not one of {STOPS}")
     dtype, device = operator_dtype_device(op)
     generator = torch.Generator().manual_seed(seed)
-    krylov = Krylov(op, random_vector(dim, generator, dtype, device))
+    if start is None:
+        start = random_vector(dim, generator, dtype, device)
+    elif start.shape != (dim,) or not float(start.norm()) > 0:
+        raise ValueError(f"start must be a non-zero vector of length {dim}")
+    krylov = Krylov(op, start, lock=lock)
     steps = min(max_iters, dim)
     converged = False
     while True:
@@ -238,7 +293,8 @@ def lanczos(
         m = krylov.m
         watched = _watched(m, k, which)
         scale = float(theta.abs().max())
-        worst = float(est[watched].max())
+        err = est if stop == "residual" else eigenvalue_bounds(theta, est)
+        worst = float(err[watched].max())
         relative = worst / scale if scale > 0 else 0.0
         if progress is not None:
             progress(m, relative)
@@ -256,7 +312,8 @@ def lanczos(
     if not converged:
         warnings.warn(
             f"lanczos: the extreme Ritz pairs ({which}, k={k}) did not converge in {m} iterations (max "
-            f"relative residual {relative:.2e} > tol={tol:.1e}); raise max_iters or tol",
+            f"relative {'residual' if stop == 'residual' else 'eigenvalue error bound'} "
+            f"{relative:.2e} > tol={tol:.1e}); raise max_iters or tol",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -271,6 +328,12 @@ def lanczos(
         matvecs += 2 * k
     else:
         top_res, bottom_res = est[top_idx], est[bottom_idx]
+    # the bounds use the larger of the estimated and the true residual (rounding can leave the
+    # true one above the estimate)
+    res_all = est.clone()
+    res_all[top_idx] = torch.maximum(res_all[top_idx], top_res)
+    res_all[bottom_idx] = torch.maximum(res_all[bottom_idx], bottom_res)
+    bounds = eigenvalue_bounds(theta, res_all)
     return LanczosResult(
         top=theta[top_idx],
         bottom=theta[bottom_idx],
@@ -281,6 +344,12 @@ def lanczos(
         iterations=m,
         matvecs=matvecs,
         converged=converged,
+        top_bounds=bounds[top_idx],
+        bottom_bounds=bounds[bottom_idx],
+        nodes=theta,
+        weights=s[0].pow(2),
+        top_index=top_idx,
+        bottom_index=bottom_idx,
     )
 
 

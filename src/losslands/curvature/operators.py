@@ -245,6 +245,42 @@ class HessianOperator:
     def __matmul__(self, v: Tensor) -> Tensor:
         return self.matvec(v)
 
+    def matmat(self, vs: Tensor) -> Tensor:
+        """``H v`` for each row of ``vs`` (``b x dim``), in one batched backward pass per data
+        batch (``torch.autograd.grad(..., is_grads_batched=True)``, a vmap over the backward)
+        for the ``graph`` and ``double_backward`` methods; row by row for ``jvp``.
+
+        Counts ``b`` products. Throughput per vector against :meth:`matvec`:
+        ``benchmarks/spectrum.py``.
+        """
+        if vs.dim() != 2 or vs.shape[1] != self.dim:
+            raise ValueError(f"expected a b x {self.dim} matrix, got shape {tuple(vs.shape)}")
+        vs = vs.to(dtype=self.dtype, device=self.device)
+        if self.method == "jvp":
+            return torch.stack([self.matvec(v) for v in vs])
+        with eval_mode(self.model), torch.enable_grad():
+            if self.method == "graph":
+                hv = self._backward_dots(self._flat_grad_graph(), vs, retain=True)
+            else:
+                hv = torch.zeros_like(vs)
+                for x, y in self._batches:
+                    g = _flat(self._grads(self._batch_loss(x, y), create_graph=True), self._params)
+                    hv += self._backward_dots(g, vs, retain=False)
+        self.n_matvecs += vs.shape[0]
+        return hv + self.weight_decay * vs if self.weight_decay else hv
+
+    def _backward_dots(self, flat_grad: Tensor, vs: Tensor, retain: bool) -> Tensor:
+        if not flat_grad.requires_grad:
+            return torch.zeros_like(vs)
+        hv = torch.autograd.grad(flat_grad, self._params, grad_outputs=vs, retain_graph=retain,
+                                 allow_unused=True, is_grads_batched=True)
+        b = vs.shape[0]
+        return torch.cat([
+            (torch.zeros(b, p.numel(), dtype=vs.dtype, device=vs.device) if t is None
+             else t.detach().reshape(b, -1))
+            for t, p in zip(hv, self._params, strict=True)
+        ], dim=1)
+
     def gradient(self) -> Tensor:
         """Flat gradient of the objective (mean loss plus the L2 term) at the current parameters."""
         with eval_mode(self.model), torch.enable_grad():

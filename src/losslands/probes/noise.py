@@ -72,22 +72,23 @@ INFO = ProbeInfo(
         "lambda_h_std": Scalar("std of lambda_h over the subsets", "loss"),
         "ratio": Scalar("lambda_c / lambda_h"),
         "ratio_std": Scalar("std of the ratio over the subsets"),
-        "alignment": Scalar("v_H^T C v_H / lambda_h (units of loss)", "loss"),
-        "alignment_c": Scalar("v_H^T C v_H / lambda_c, in [0, 1]"),
+        "alignment": Scalar("v_H^T C v_H / lambda_h: noise along the sharpest direction per unit curvature (units of loss, unbounded)", "loss"),
+        "alignment_c": Scalar("v_H^T C v_H / lambda_c: the fraction of the top noise variance along the sharpest direction, in [0, 1]"),
         "trace_c": Scalar("tr(C)", "loss²"),
         "lambda_c_over_b": Scalar("lambda_c / B: the top noise eigenvalue of a mini-batch of B", "loss²"),
         "lambda_c_corrected": Scalar("lambda_c - tr(C)/n: first-order bias correction", "loss²"),
         "ratio_n<n>": Scalar("ratio on the first n images of subset 0"),
         "lambda_c_over_b_n<n>": Scalar("lambda_c / B on the first n images of subset 0", "loss²"),
     },
-    table=["lambda_c", "lambda_h", "ratio", "alignment", "trace_c", "lambda_c_over_b"],
+    table=["lambda_c", "lambda_h", "ratio", "alignment_c", "trace_c", "lambda_c_over_b"],
     table_prefixes=["ratio_n"],
     definition=(
         "**Noise** (`probe=noise`): per-sample gradients g_i on n probe images; C = (1/n) Σ "
         "(g_i − ḡ)(g_i − ḡ)ᵀ (centred, per-sample). SGD's mini-batch noise covariance is C/B "
         "for batch size B. λC = top eigenvalue of C via the n×n Gram matrix (exact), λH = top "
         "Hessian eigenvalue on the same samples; ratio = λC/λH; alignment = v_Hᵀ C v_H / λH "
-        "(Jastrzębski et al. 2018; Zhu et al. 2019; Thomas et al. 2020). The estimate of λC is "
+        "(Jastrzębski et al. 2018; Zhu et al. 2019; Thomas et al. 2020), in units of loss; the "
+        "table shows alignment_c = v_Hᵀ C v_H / λC, bounded by 1. The estimate of λC is "
         "biased upward when n is small relative to the rank of C, roughly by tr(C)/n: compare "
         "the values across n."
     ),

@@ -8,10 +8,11 @@ the weight filter, bias and BatchNorm entries zero), on the fixed train probe su
 et al., the stored BatchNorm statistics are used (``bn_batches: 0``); ``bn_batches > 0``
 recomputes them at every grid point instead.
 
-``sharpness_ratio`` (our summary, not from the paper): the mean over the grid's outer ring of
-``(L - L_center) / L_center``, the relative loss increase one ``span`` away from the weights;
-larger means a sharper minimum at this scale (filter normalisation makes it comparable across
-networks).
+``border_rise`` (our summary, not from the paper): the mean over the grid's outer ring of
+``L - L_center``, the loss increase one ``span`` away from the weights, in units of loss; larger
+means a sharper minimum at this scale (filter normalisation makes it comparable across
+networks). It replaces a ratio to ``L_center``, which grew without bound as the training loss
+went to 0 and so ranked well-fitted models as sharp.
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ INFO = ProbeInfo(
         "loss_center": Scalar("loss at the trained weights on the probe subset", "loss"),
         "loss_min": Scalar("smallest loss on the grid", "loss"),
         "loss_max": Scalar("largest loss on the grid", "loss"),
-        "sharpness_ratio": Scalar("mean loss rise on the grid's border over the centre loss"),
+        "border_rise": Scalar("mean loss on the grid's outer ring minus the centre loss", "loss"),
     },
-    table=["loss_center", "loss_min", "loss_max", "sharpness_ratio"],
+    table=["loss_center", "loss_min", "loss_max", "border_rise"],
     definition=(
         "**Surface** (`probe=surface`): loss on a 2-D grid θ + αd1 + βd2 along two "
         "filter-normalised random directions (Li et al. 2018)."
@@ -123,7 +124,7 @@ def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
         "acc_center": float(accs[i0, j0]),
         "loss_min": float(losses.min()),
         "loss_max": float(losses.max()),
-        "sharpness_ratio": float((ring - center).mean() / center) if center > 0 else float("nan"),
+        "border_rise": float((ring - center).mean()),
         "theta_norm": float(theta.norm()),
         "direction_norms": [float(d1.norm()), float(d2.norm())],
         "direction_cosine": float(d1 @ d2 / (d1.norm() * d2.norm())),
@@ -133,7 +134,7 @@ def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
 
 
 def scalars(result: dict[str, Any]) -> dict[str, float]:
-    return {k: float(result[k]) for k in ("loss_center", "loss_min", "loss_max", "sharpness_ratio")}
+    return {k: float(result[k]) for k in ("loss_center", "loss_min", "loss_max", "border_rise")}
 
 
 def plot(result: dict[str, Any]) -> Figure:
@@ -157,6 +158,6 @@ def plot(result: dict[str, Any]) -> Figure:
     ax3.set_zlabel("loss")
     fig.suptitle(
         f"loss surface (filter-normalised directions): centre {result['loss_center']:.3g}, "
-        f"sharpness ratio {result['sharpness_ratio']:.3g}"
+        f"border rise {result['border_rise']:.3g}"
     )
     return fig
