@@ -12,7 +12,8 @@ from typing import Any
 
 from losslands.io import _atomic, save_figure
 from losslands.report import figures
-from losslands.report.definitions import DEFINITIONS
+from losslands.probes.base import available_probes, load_probe
+from losslands.report.definitions import definitions
 from losslands.report.load import Job, Problem, probe_records, scan_sweep, trainings
 from losslands.report.tables import (
     epochs_to_fraction,
@@ -24,16 +25,24 @@ from losslands.report.tables import (
 
 OPTIMIZER_ORDER = ["sgd", "momentum", "adamw", "adam"]
 
-# (title, probe, metrics): one table per probe, rows = optimizers.
-PROBE_TABLES = [
-    ("Evaluation on the full splits", "eval", ["train_acc", "test_acc", "train_loss", "test_loss", "generalization_gap"]),
-    ("Hessian spectrum", "lanczos", ["lambda_max", "lambda_min", "abs_min_over_max", "lambda_max_over_min", "trace", "negative_mass", "negative_mass_smoothed"]),
-    ("Gradient noise vs curvature", "noise", ["lambda_c", "lambda_h", "ratio", "alignment", "trace_c", "lambda_c_over_b"]),
-    ("Loss along the top eigenvector", "perturbation", ["lambda_top", "fd_curvature_small", "fd_curvature_large", "loss_range", "random_curvature_small"]),
-    ("Intrinsic dimension", "intrinsic_dim", ["d_int90", "d_int90_interp", "reached_90", "d_max", "full_acc"]),
-    ("Loss surface", "surface", ["loss_center", "loss_min", "loss_max", "sharpness_ratio"]),
-]
-PATH_PROBES = [("linear", "interpolation"), ("AutoNEB", "autoneb"), ("Bézier", "curve")]
+
+
+def probe_sections() -> list[tuple[str, str, list[str], list[str]]]:
+    """``(title, probe, table scalars, scalar-family prefixes)`` of every probe with a table, in
+    report order, read from each probe's ``INFO`` (a new probe needs no edit here)."""
+    infos = [(name, load_probe(name).INFO) for name in available_probes()]
+    return [
+        (info.title, name, list(info.table), list(info.table_prefixes))
+        for name, info in sorted(infos, key=lambda t: (t[1].order, t[0]))
+        if info.table
+    ]
+
+
+def path_probes() -> list[tuple[str, str]]:
+    """``(label, probe)`` of the pairwise probes, whose ``barrier`` forms the paths table."""
+    infos = [(name, load_probe(name).INFO) for name in available_probes()]
+    return [(info.title, name) for name, info in sorted(infos, key=lambda t: (t[1].order, t[0]))
+            if info.pairwise]
 
 
 def _natural(key: str) -> tuple:
@@ -109,11 +118,12 @@ def training_table(jobs: list[Job]) -> tuple[str, dict]:
 
 def paths_table(jobs: list[Job]) -> tuple[str, dict]:
     groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for label, probe in PATH_PROBES:
+    paths = path_probes()
+    for label, probe in paths:
         for rec in probe_records(jobs, probe):
             s = rec.get("scalars") or {}
             groups[_pair(rec) or rec.get("optimizer", "?")][f"{label} barrier"].append(scalar_value(s, "barrier"))
-    return markdown_table(groups, [f"{label} barrier" for label, _ in PATH_PROBES], label="pair"), groups
+    return markdown_table(groups, [f"{label} barrier" for label, _ in paths], label="pair"), groups
 
 
 def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str | None = None,
@@ -149,12 +159,12 @@ def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str 
     tables: dict[str, dict] = {}
     text, tables["training"] = training_table(jobs)
     md += ["## Training\n", text]
-    for title, probe, metrics in PROBE_TABLES:
+    for title, probe, metrics, prefixes in probe_sections():
         recs = probe_records(jobs, probe, include_failed=True)  # failed seeds count as missing
         if not recs:
             continue
         groups = group_scalars(recs)
-        extra = sorted({k for g in groups.values() for k in g if k.startswith(("acc_d", "ratio_n"))}, key=_natural)
+        extra = sorted({k for g in groups.values() for k in g if prefixes and k.startswith(tuple(prefixes))}, key=_natural)
         tables[probe] = groups
         md += [f"## {title} (`probe={probe}`)\n", markdown_table(groups, [*metrics, *extra], order=OPTIMIZER_ORDER)]
     text, tables["paths"] = paths_table(jobs)
@@ -167,7 +177,7 @@ def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str 
         path = save_figure(fig_dir / f"{name}.png", fig)
         images.append(path)
         md.append(f"![{name}](figures/{path.name})\n")
-    md.append(DEFINITIONS)
+    md.append(definitions())
     report = sweep_dir / "REPORT.md"
     _atomic(report, lambda tmp: Path(tmp).write_text("\n".join(md)))
     if wandb:
