@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -26,7 +27,9 @@ def test_defaults(tmp_path):
 
 @pytest.mark.parametrize("name", options("model"))
 def test_every_model_builds(tmp_path, name):
-    cfg = compose_cfg(tmp_path, f"model={name}")
+    # model=custom is a template for your own class: give it one
+    extra = ("model._target_=tests.models.nets.Net",) if name == "custom" else ()
+    cfg = compose_cfg(tmp_path, f"model={name}", *extra)
     model = build_model(cfg)
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
@@ -140,9 +143,15 @@ def test_cli_refuses_a_bad_seed_before_training(tmp_path):
 def test_validation_accepts_every_shipped_combination(tmp_path):
     from losslands.config import validate_job_config
 
+    # data=tensors needs your file and its number of classes
+    np.savez(tmp_path / "own.npz", train_x=np.zeros((4, 2)), train_y=np.zeros(4, int),
+             test_x=np.zeros((2, 2)), test_y=np.zeros(2, int))
+    own = (f"data.path={tmp_path / 'own.npz'}", "data.num_classes=2")
     for experiment in options("experiment"):
         for data in options("data"):
-            validate_job_config(compose_cfg(tmp_path, f"experiment={experiment}", f"data={data}"))
+            extra = own if data == "tensors" else ()
+            cfg = compose_cfg(tmp_path, f"experiment={experiment}", f"data={data}", *extra)
+            validate_job_config(cfg)
 
 
 def test_smoke_experiment_composes_with_synthetic_data(tmp_path):

@@ -116,6 +116,11 @@ def validate_job_config(cfg: DictConfig | Mapping) -> None:
         if value is not None and not (_is_number(value) and 0 <= value < math.inf):
             errors.append(f"{key}={value!r} must be a finite number >= 0")
     errors += _subset_errors(cfg)
+    errors += _weights_errors(cfg)
+    model = cfg.get("model")
+    if isinstance(model, DictConfig) and OmegaConf.is_missing(model, "_target_"):
+        errors.append("model._target_ must name an nn.Module class importable from the Python "
+                      "path (model=custom model._target_=mypkg.nets.Net +model.width=64)")
     if errors:
         raise InvalidConfig("invalid job config: " + "; ".join(errors))
 
@@ -125,16 +130,49 @@ def _subset_errors(cfg: DictConfig) -> list[str]:
     data = cfg.get("data")
     if not isinstance(data, DictConfig):
         return []
+    if "path" in data.keys():  # data=tensors (keys(): `in` skips ??? values); sizes from the file
+        return _tensors_errors(data)
     if data.get("synthetic"):
         sizes = (data.get("synthetic_train", 2000), data.get("synthetic_test", 500))
         size_keys = ("data.synthetic_train", "data.synthetic_test")
-    else:
-        sizes, size_keys = CIFAR10_SPLITS, ("the CIFAR-10 train split", "the CIFAR-10 test split")
+    else:  # CIFAR-100 has CIFAR-10's split sizes
+        name = "CIFAR-100" if data.get("dataset") == "cifar100" else "CIFAR-10"
+        sizes, size_keys = CIFAR10_SPLITS, (f"the {name} train split", f"the {name} test split")
     errors = []
     for key, size, size_key in zip(("train_subset", "val_subset"), sizes, size_keys, strict=True):
         k = data.get(key)
         if k is not None and not (_is_int(k) and _is_int(size) and 1 <= k <= size):
             errors.append(f"data.{key}={k!r} must lie in 1..{size} ({size_key}), or be null")
+    return errors
+
+
+def _tensors_errors(data: DictConfig) -> list[str]:
+    """``data=tensors`` needs its file and the number of classes."""
+    errors = []
+    path = None if OmegaConf.is_missing(data, "path") else data.get("path")
+    if not path:
+        errors.append("data.path must name a .pt or .npz file of train/test tensors "
+                      "(data=tensors data.path=FILE)")
+    elif not Path(str(path)).expanduser().is_file():
+        errors.append(f"data.path={path!r}: no such file")
+    if OmegaConf.is_missing(data, "num_classes"):
+        errors.append("data.num_classes must be set for data=tensors (the number of classes, "
+                      "which the model outputs)")
+    elif not (_is_int(k := data.get("num_classes")) and k >= 1):
+        errors.append(f"data.num_classes={k!r} must be an integer >= 1")
+    return errors
+
+
+def _weights_errors(cfg: DictConfig) -> list[str]:
+    """``weights`` must name an existing file (or be null); ``weights_trust`` must be a bool."""
+    errors = []
+    weights, trust = cfg.get("weights"), cfg.get("weights_trust")
+    if weights is not None and not (isinstance(weights, str) and weights):
+        errors.append(f"weights={weights!r} must be the path of a weights file, or null")
+    elif weights and not Path(weights).expanduser().is_file():
+        errors.append(f"weights={weights!r}: no such file (relative to {Path.cwd()})")
+    if trust is not None and not isinstance(trust, bool):
+        errors.append(f"weights_trust={trust!r} must be true or false")
     return errors
 
 

@@ -22,7 +22,13 @@ from losslands.loggers import JobLoggers
 from losslands.probes.base import ProbeConfig, ProbeContext, make_config
 from losslands.probes.runner import run_probe
 from losslands.training.cache import TrainingCache, training_config, training_hash
-from losslands.training.fit import build_datamodule, build_model, build_optimizer, train_or_reuse
+from losslands.training.fit import (
+    build_datamodule,
+    build_model,
+    build_optimizer,
+    model_name,
+    train_or_reuse,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +75,7 @@ def probe_context(cfg: DictConfig, model: torch.nn.Module, datamodule: Any, devi
         coupled_weight_decay=coupled_weight_decay(cfg.optimizer),
         seed=int(cfg.seed),
         epochs=int(cfg.trainer.max_epochs),
-        model_name=str(cfg.model.name),
+        model_name=model_name(cfg),
         make_model=lambda: build_model(cfg),
         make_optimizer=build_optimizer(cfg),
         load_other=load_other,
@@ -104,7 +110,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             return old
 
     cache = TrainingCache(cfg.paths.cache)
-    job_type = "probe" if cache.is_complete(key) and not cfg.train.get("force") else "train"
+    reused = cache.is_complete(key) and not cfg.train.get("force")
+    job_type = "probe" if cfg.get("weights") or reused else "train"
     loggers = JobLoggers(cfg, out, job_type)
     try:
         dm = build_datamodule(cfg)

@@ -199,3 +199,44 @@ def test_describe_error_and_set_aside(tmp_path, caplog):
     assert set_aside(f, EOFError("truncated")) == tmp_path / "model.pt.corrupt"
     assert all(r.getMessage().startswith("unreadable cached file") and "EOFError: truncated" in r.getMessage()
                for r in caplog.records)
+
+
+def test_external_weights_are_keyed_by_file_content_only_when_set(tmp_path):
+    """``weights`` enters the key only when set, as the sha256 of the file's bytes: a copy
+    elsewhere keys the same, one changed byte keys differently, and a rewrite is hashed again."""
+    import hashlib
+    import os
+
+    from losslands.training.cache import file_sha256
+
+    a, b = tmp_path / "a.pt", tmp_path / "copy" / "b.pt"
+    b.parent.mkdir()
+    a.write_bytes(b"weights v1")
+    b.write_bytes(b"weights v1")
+    plain = training_config(compose_cfg(tmp_path, *TINY))
+    assert "weights" not in plain and training_hash(plain) == _key(tmp_path, "weights=null")
+    with_a = training_config(compose_cfg(tmp_path, *TINY, f"weights={a}"))
+    assert with_a == {**plain, "weights": {"sha256": hashlib.sha256(b"weights v1").hexdigest()}}
+    assert _key(tmp_path, f"weights={a}") == _key(tmp_path, f"weights={b}") != _key(tmp_path)
+    assert _key(tmp_path, f"weights={a}", "weights_trust=true") == _key(tmp_path, f"weights={a}")
+    a.write_bytes(b"weights v2")
+    os.utime(a, ns=(1, 1))  # a rewrite with another size or mtime is hashed again
+    assert file_sha256(a) == hashlib.sha256(b"weights v2").hexdigest()
+    assert _key(tmp_path, f"weights={a}") != _key(tmp_path, f"weights={b}")
+
+
+def test_a_data_file_is_keyed_by_its_content_not_its_path(tmp_path):
+    import hashlib
+
+    f = tmp_path / "mine.npz"
+    f.write_bytes(b"tensors")
+
+    def data_key(path):
+        cfg = compose_cfg(tmp_path, "data=tensors", f"data.path={path}", "data.num_classes=3")
+        return training_config(cfg)["data"]
+
+    data = data_key(f)
+    assert "path" not in data and data["sha256"] == hashlib.sha256(b"tensors").hexdigest()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "same.npz").write_bytes(b"tensors")
+    assert data_key(tmp_path / "sub" / "same.npz") == data

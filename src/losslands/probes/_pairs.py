@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -109,10 +110,13 @@ def load_endpoints(
     if torch.equal(theta_a, theta_b):
         raise ValueError(
             f"probe.other {overrides} selects the same trained weights as this job: choose "
-            "another optimizer or seed"
+            "another optimizer, seed or weights file"
         )
-    name_b = overrides.get("optimizer")
-    name_b = name_b if isinstance(name_b, str) else ctx.optimizer_name
+    name_b, weights = overrides.get("optimizer"), overrides.get("weights")
+    if weights:  # another weights file is named after the file
+        name_b = Path(str(weights)).stem
+    elif not isinstance(name_b, str):
+        name_b = ctx.optimizer_name
     return Endpoints(model_b, theta_a, theta_b, ctx.optimizer_name, name_b)
 
 

@@ -7,6 +7,7 @@ makes concurrent jobs with the same training config train it once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 def training_config(cfg: DictConfig | Mapping) -> dict[str, Any]:
     """The part of a job config that determines the trained weights and the training summary.
 
+    With ``weights=PATH`` (external weights, no training) it also holds the file's sha256, and
+    with a data file (``data.path``) that file's sha256 in place of its path; neither key
+    appears otherwise, so the keys of configs without them are unchanged.
+
     ``trainer.accelerator: auto`` is resolved to the device it selects here, since weights
     trained on a GPU differ from CPU-trained ones.
     """
@@ -45,7 +50,10 @@ def training_config(cfg: DictConfig | Mapping) -> dict[str, Any]:
                if k not in _TRAINER_IGNORED and v is not None}
     if "accelerator" in trainer:
         trainer["accelerator"] = _accelerator(str(trainer["accelerator"]))
-    return {
+    if data.get("path"):
+        # a data file (data=tensors) is keyed by its content, not by where it lies
+        data["sha256"] = file_sha256(data.pop("path"))
+    key = {
         "schema": SCHEMA,
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
@@ -55,6 +63,28 @@ def training_config(cfg: DictConfig | Mapping) -> dict[str, Any]:
         # Training-time probes do not change the weights but do fill the summary.
         "callbacks": _container(cfg.get("callbacks")),
     }
+    if cfg.get("weights"):
+        # external weights replace training: keyed by the file's content (sha256), so results
+        # stay cached while the file is unchanged and a changed file is never taken for the old
+        key["weights"] = {"sha256": file_sha256(cfg.weights)}
+    return key
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (hex), computed once per file version."""
+    p = Path(path).expanduser().resolve()
+    st = p.stat()
+    return _sha256(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    # size and mtime are part of the cache key so a rewritten file is hashed again
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _accelerator(name: str) -> str:

@@ -22,6 +22,7 @@ from losslands.flat import num_params
 from losslands.io import save_torch, write_json
 from losslands.training.cache import TrainingCache, set_aside, training_config, training_hash
 from losslands.training.module import Classifier, DivergenceError
+from losslands.training.weights import describe_model, load_weights
 
 
 def _without_name(node: DictConfig) -> DictConfig:
@@ -35,6 +36,20 @@ def build_model(cfg: DictConfig) -> nn.Module:
     """The model, initialised deterministically from ``cfg.seed``."""
     L.seed_everything(int(cfg.seed), workers=False, verbose=False)
     return instantiate(_without_name(cfg.model))
+
+
+def model_name(cfg: DictConfig) -> str:
+    """``model.name``, or, for a model given by ``model._target_`` alone, its class name."""
+    name = cfg.model.get("name")
+    return str(name) if name else str(cfg.model.get("_target_") or "model").rsplit(".", 1)[-1]
+
+
+def num_classes(cfg: DictConfig) -> int:
+    """The number of classes: ``data.num_classes``, else ``model.num_classes``, else 10."""
+    for node in (cfg.data, cfg.model):
+        if node.get("num_classes") is not None:
+            return int(node.num_classes)
+    return 10
 
 
 def build_optimizer(cfg: DictConfig):
@@ -156,6 +171,8 @@ def train_or_reuse(cfg: DictConfig, *, datamodule=None, loggers=(), force: bool 
     force = bool(cfg.train.get("force", False)) if force is None else force
     tcfg = training_config(cfg)
     key = training_hash(tcfg)
+    if cfg.get("weights"):
+        return _external(cfg, tcfg, key)
     cache = TrainingCache(cfg.paths.cache)
     if not force and cache.is_complete(key):
         trained = _load(cfg, cache, key, set_aside_unreadable=False)
@@ -169,6 +186,23 @@ def train_or_reuse(cfg: DictConfig, *, datamodule=None, loggers=(), force: bool 
         return _train(cfg, cache, key, tcfg, datamodule, loggers, force)
 
 
+def _external(cfg: DictConfig, tcfg: dict, key: str) -> Trained:
+    """``weights=PATH``: the configured model with the file's weights, nothing trained or cached
+    (the file is the cache entry); its summary says where the weights came from."""
+    model = build_model(cfg)
+    expected = describe_model(OmegaConf.to_container(cfg.model, resolve=True))
+    info = load_weights(model, str(cfg.weights), trust=bool(cfg.get("weights_trust", False)),
+                        expected_model=expected)
+    summary = {
+        "status": "completed", "source": "external", "hash": key, "config": tcfg,
+        "weights": {"path": info.path, "sha256": info.sha256, "entry": info.entry,
+                    "prefix_stripped": info.prefix, "left_out": info.ignored, **info.counters},
+        "n_params": num_params(model), "losslands": __version__,
+        "final": {}, "history": [], "probe_history": [],
+    }
+    return Trained(model, summary, key, Path(info.path), trained_now=False)
+
+
 def _train(cfg, cache: TrainingCache, key: str, tcfg: dict, datamodule, loggers, force: bool) -> Trained:
     out = cache.path(key)
     if force and out.exists():
@@ -179,7 +213,7 @@ def _train(cfg, cache: TrainingCache, key: str, tcfg: dict, datamodule, loggers,
 
     dm = datamodule if datamodule is not None else build_datamodule(cfg)
     model = build_model(cfg)
-    module = Classifier(model, build_optimizer(cfg), num_classes=int(cfg.model.get("num_classes", 10)))
+    module = Classifier(model, build_optimizer(cfg), num_classes=num_classes(cfg))
     trainer = L.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         logger=list(loggers) or False,
