@@ -39,6 +39,7 @@ bench: install
 	$(PY) benchmarks/curvature.py
 	$(PY) benchmarks/paths.py
 	$(PY) benchmarks/spectrum.py
+	$(PY) benchmarks/distributed.py
 
 bench-study: install
 	$(PY) benchmarks/study.py

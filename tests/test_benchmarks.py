@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = {
     "curvature": ["--samples", "4", "--train-steps", "2", "--repeats", "1", "--ref-tol", "1e-8",
                   "--threads", "1"],
+    "distributed": ["--samples", "16", "--processes", "2", "--repeats", "1", "--k", "1",
+                    "--max-iters", "6", "--certify-iters", "3", "--trace-samples", "2"],
     "paths": ["--samples", "32", "--batch", "16", "--steps", "1", "--skip-projections"],
     "spectrum": ["--samples", "8", "--train-steps", "2", "--repeats", "1", "--k", "2",
                  "--ref-trace-samples", "3", "--trace-samples", "2", "--pyhessian-top", "1",

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from losslands.batchnorm import has_batchnorm, recompute_bn
+from losslands.curvature.distributed import Shard, sharded_loss
 from losslands.flat import flat_loss, set_flat
 
 Batch = tuple[Tensor, Tensor]
@@ -56,16 +57,26 @@ class PointEvaluator:
     (cached, so metrics on several data sets at the same point cost one recomputation);
     without, the statistics stored in ``model`` are used everywhere.
 
+    With ``shard`` (a data-parallel run, :mod:`losslands.curvature.distributed`), every rank
+    passes the same full batches and evaluates only its contiguous part of their samples; sums
+    are all-reduced, so every rank gets the values of the whole data. BatchNorm statistics are
+    recomputed on all of ``bn_data`` by every rank, so the points agree exactly.
+
     Args:
         model: architecture, and the buffers used when there is no BatchNorm.
         loss_fn: mean loss ``loss_fn(logits, targets)``.
         bn_data: unaugmented training batches for :func:`~losslands.batchnorm.recompute_bn`.
+        shard: this process's place in a data-parallel group, or None (one process).
     """
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, bn_data: list[Batch] | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, loss_fn: LossFn, bn_data: list[Batch] | None = None,
+        shard: Shard | None = None,
+    ) -> None:
         self.model = copy.deepcopy(model).eval()
         self.loss_fn = loss_fn
         self.bn_data = bn_data if has_batchnorm(model) and bn_data else None
+        self.shard = shard
         self._theta: Tensor | None = None
 
     def at(self, theta: Tensor) -> nn.Module:
@@ -80,12 +91,30 @@ class PointEvaluator:
 
     def metrics(self, theta: Tensor, batches: list[Batch]) -> dict[str, float]:
         """Sample-weighted mean loss and accuracy at ``theta`` over ``batches``."""
+        if self.shard is not None:
+            return self._sharded_metrics(theta, batches)
         out = evaluate(self.at(theta), batches, loss_fn=self.loss_fn)
         return {"loss": out["loss"], "acc": out["acc"]}
 
+    def _sharded_metrics(self, theta: Tensor, batches: list[Batch]) -> dict[str, float]:
+        model = self.at(theta)
+        own = self.shard.batches(batches)
+        sums = [0.0, 0.0, 0.0]  # loss * n, correct, n over this rank's samples
+        if own:
+            out = evaluate(model, own, loss_fn=self.loss_fn)
+            sums = [out["loss"] * out["n"], out["acc"] * out["n"], float(out["n"])]
+        device = next(iter(model.parameters())).device
+        loss, correct, n = self.shard.all_reduce(torch.tensor(sums, dtype=torch.float64, device=device)).tolist()
+        if n == 0:
+            raise ValueError("evaluate() got no data")
+        return {"loss": loss / n, "acc": round(correct) / n}
+
     def loss(self, batches: list[Batch]) -> Callable[[Tensor], Tensor]:
         """Differentiable ``f(theta)``: mean loss over ``batches`` (statistics refreshed first)."""
-        f = flat_loss(self.model, self.loss_fn, batches)
+        if self.shard is not None:
+            f = sharded_loss(lambda own: flat_loss(self.model, self.loss_fn, own), batches, self.shard)
+        else:
+            f = flat_loss(self.model, self.loss_fn, batches)
 
         def at_theta(theta: Tensor) -> Tensor:
             self.at(theta)  # refreshes the buffers that ``f`` reads, in place

@@ -203,7 +203,9 @@ def path_problem(ctx: ProbeContext, cfg: Any) -> PathProblem:
     """The :class:`PathProblem` that a curved-path config describes: ``other`` (or ``pairs``),
     ``bn_batches``, ``n_samples``, ``batch_size`` (None: the training batch size) and ``seed``."""
     ends = load_endpoints(ctx, cfg.other, cfg.pairs)
-    evaluator = PointEvaluator(ctx.model, ctx.loss_fn, ctx.bn_batches(cfg.bn_batches))
+    evaluator = PointEvaluator(
+        ctx.model, ctx.loss_fn, ctx.bn_batches(cfg.bn_batches), shard=ctx.shard
+    )
     eval_batches = ctx.probe_batches(cfg.n_samples)
     return PathProblem(
         ends=ends,

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from losslands.batchnorm import has_batchnorm
+from losslands.curvature.distributed import AllReduced, Shard
 from losslands.curvature.operators import HessianOperator
 from losslands.data.loader import EpochBatches, TensorSplits
 from losslands.io import read_json, write_json
@@ -217,6 +218,10 @@ class ProbeContext:
         train_summary: the training summary (history, final metrics).
         quiet: hide progress bars.
         partial: finished pieces of the running probe (see :class:`PartialResults`).
+        shard: this process's place in a data-parallel run (``torchrun``/SLURM; see
+            :mod:`losslands.curvature.distributed`), or None for one process. With it,
+            :meth:`hessian` builds the operator on this rank's part of the samples and sums the
+            products over the ranks, and the path probes' evaluators share out their samples.
     """
 
     model: nn.Module
@@ -238,6 +243,7 @@ class ProbeContext:
     train_summary: Mapping[str, Any] = field(default_factory=dict)
     quiet: bool = False
     partial: PartialResults = field(default_factory=PartialResults)
+    shard: Shard | None = None
 
     def probe_data(self, n: int, index: int = 0) -> Batch:
         """The fixed, unaugmented probe subset number ``index`` of size ``n`` on ``device``."""
@@ -300,9 +306,19 @@ class ProbeContext:
     def hessian(
         self, x: Tensor, y: Tensor, *, include_weight_decay: bool = False,
         chunk_size: int | None = None,
-    ) -> HessianOperator:
+    ) -> HessianOperator | AllReduced:
         """The Hessian operator of the mean loss on ``(x, y)``, plus the coupled L2 term's
-        ``wd * I`` when ``include_weight_decay``."""
+        ``wd * I`` when ``include_weight_decay``.
+
+        With :attr:`shard`, the operator of this rank's part of ``(x, y)``, its products summed
+        over the ranks (:class:`~losslands.curvature.distributed.AllReduced`): the same operator
+        on every rank."""
+        if self.shard is not None:
+            local = dataclasses.replace(self, shard=None)
+            xs, ys = self.shard.split(x, y)
+            op = local.hessian(xs, ys, include_weight_decay=include_weight_decay,
+                               chunk_size=chunk_size)
+            return AllReduced(op, len(xs) / len(x), self.shard)
         wd = self.coupled_weight_decay if include_weight_decay else 0.0
         return HessianOperator(self.model, self.loss_fn, (x, y), weight_decay=wd,
                                chunk_size=chunk_size)

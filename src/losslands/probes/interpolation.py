@@ -66,7 +66,7 @@ INFO = ProbeInfo(
 def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
     ends = load_endpoints(ctx, cfg.other, cfg.pairs)
     bn = ctx.bn_batches(cfg.bn_batches)
-    evaluator = PointEvaluator(ctx.model, ctx.loss_fn, bn)
+    evaluator = PointEvaluator(ctx.model, ctx.loss_fn, bn, shard=ctx.shard)
     data = {
         "train": ctx.probe_batches(cfg.n_samples),
         "test": ctx.split_batches("test", cfg.test_samples),

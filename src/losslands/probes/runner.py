@@ -47,6 +47,9 @@ def run_probe(
     ``result`` and ``scalars``. With ``out``, it is written to ``out/probes/<name>.json`` (also
     on failure) with the figure beside it, and finished pieces go to ``<name>.partial.json``
     (only with a probe key, which identifies them).
+
+    In a data-parallel run (``ctx.shard``) every rank runs the probe and only rank 0 writes
+    files and logs; the other ranks start from rank 0's finished pieces, so all resume alike.
     """
     mod = load_probe(name)
     record: dict[str, Any] = {
@@ -54,8 +57,12 @@ def run_probe(
         "train_hash": ctx.train_key, "probe_key": pkey,
         "optimizer": ctx.optimizer_name, "seed": ctx.seed, "model": ctx.model_name,
     }
-    path = Path(out) / "probes" / f"{name}.json" if out is not None else None
+    main = ctx.shard is None or ctx.shard.is_main
+    path = Path(out) / "probes" / f"{name}.json" if out is not None and main else None
     ctx.partial = PartialResults(path.with_suffix(".partial.json") if path and pkey else None, pkey)
+    if ctx.shard is not None:
+        ctx.partial.pieces = ctx.shard.broadcast_object(ctx.partial.pieces)
+        sink = sink if main else None
     start = time.perf_counter()
     try:
         result = mod.run(ctx, cfg)

@@ -98,7 +98,8 @@ def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
     d2 = filter_normalized_direction(ctx.model, gen)
     theta = get_flat(ctx.model)
     evaluator = PointEvaluator(
-        ctx.model, ctx.loss_fn, ctx.bn_batches(cfg.bn_batches, required=False)
+        ctx.model, ctx.loss_fn, ctx.bn_batches(cfg.bn_batches, required=False),
+        shard=ctx.shard,
     )
     data = ctx.probe_batches(cfg.n_samples)
     alphas = grid_axis(cfg.span, cfg.resolution)
