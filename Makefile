@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 RUN_ARGS ?=
 SWEEP ?= multirun/seed_study
 
-.PHONY: install run test test-full lint bench bench-study study smoke-study report clean mutants
+.PHONY: install run test test-full lint bench bench-study study study-cpu smoke-study report clean mutants
 
 install: $(STAMP)
 
@@ -51,6 +51,10 @@ clean:
 # The whole study: 3 optimizers x 3 seeds x every probe (training shared through the cache).
 study: install
 	$(PY) -m losslands -m experiment=seed_study $(RUN_ARGS)
+
+# The same grid at sizes that fit 2 CPU cores in a few hours (sizes: conf/probe_size/cpu_*.yaml).
+study-cpu: install
+	$(PY) -m losslands -m experiment=study_cpu $(RUN_ARGS)
 
 smoke-study: install
 	$(PY) -m losslands -m experiment=smoke_study $(RUN_ARGS)

@@ -7,6 +7,7 @@ spectral density. Compared, in one process on the same model and samples:
   trace, deflated SLQ density, every product shared) on :class:`HessianOperator`.
 - **curvlinops** (Dangel et al., ``curvlinops-for-pytorch``): ``HessianLinearOperator`` with
   SciPy's ``eigsh`` for each end, ``hutchpp_trace`` and ``lanczos_approximate_spectrum``.
+- the Gauss-Newton product: :class:`GGNOperator` against curvlinops' ``GGNLinearOperator``.
 - **PyHessian** (Yao et al. 2020): ``eigenvalues`` (power iteration with deflation; top end
   only) and ``trace`` (Hutchinson); its ``density`` calls ``torch.eig``, removed from PyTorch:
   the script records whether it runs.
@@ -82,6 +83,18 @@ def bench_products(model, loss_fn, x, y, repeats: int) -> dict[str, float]:
     print(f"curvlinops HessianLinearOperator:  {t_theirs:.3f} s  (losslands / curvlinops = "
           f"{t_ours / t_theirs:.2f}x)")
     out = {"ours": t_ours, "curvlinops": t_theirs}
+    from curvlinops import GGNLinearOperator
+
+    from losslands.curvature.operators import GGNOperator
+
+    ggn = GGNOperator(model, loss_fn, (x, y))
+    ggn_theirs = GGNLinearOperator(model, loss_fn, params, [(x, y)], check_deterministic=False)
+    t_ggn = sorted(_timed(lambda: ggn.matvec(v))[0] for _ in range(repeats))[repeats // 2]
+    t_ggn_theirs = sorted(_timed(lambda: ggn_theirs @ v)[0] for _ in range(repeats))[repeats // 2]
+    print(f"losslands GGNOperator:             {t_ggn:.3f} s")
+    print(f"curvlinops GGNLinearOperator:      {t_ggn_theirs:.3f} s  (losslands / curvlinops = "
+          f"{t_ggn / t_ggn_theirs:.2f}x)")
+    out["ggn"], out["ggn_curvlinops"] = t_ggn, t_ggn_theirs
     for b in (4, 8):
         vs = torch.randn(b, ours.dim, generator=torch.Generator().manual_seed(2))
         t_b = sorted(_timed(lambda vs=vs: ours.matmat(vs))[0] for _ in range(repeats))[repeats // 2]
@@ -201,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--weights", default=None, help="a SmallCNN state dict (model.pt)")
+    parser.add_argument("--products-only", action="store_true", help="only the per-product times")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -217,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
           f"tol={args.tol}, CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
     loss_fn = nn.CrossEntropyLoss()
     per_product = bench_products(model, loss_fn, x, y, args.repeats)
+    if args.products_only:
+        return
     ref = reference(model, loss_fn, x, y, args.k, args.ref_tol, args.ref_trace_samples)
     rows = {"losslands": bench_ours(model, loss_fn, x, y, args.k, ref, args),
             "curvlinops": bench_curvlinops(model, loss_fn, x, y, args.k, ref, args),

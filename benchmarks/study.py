@@ -40,7 +40,7 @@ def main() -> None:
         f"experiment={args.experiment}",
         "logger=csv",
         "trainer.enable_progress_bar=false",
-        f"paths.cache={work / 'cache'}",
+        f"dirs.cache={work / 'cache'}",
         f"hydra.sweep.dir={work / 'sweep'}",
     ]
     if args.data_root:

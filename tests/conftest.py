@@ -27,9 +27,9 @@ def compose_cfg(tmp_path: Path, *overrides: str):
         return compose(
             config_name="config",
             overrides=[
-                f"paths.root={tmp_path}",
-                f"paths.output={tmp_path / 'out'}",
-                f"paths.cache={tmp_path / 'cache'}",
+                f"dirs.root={tmp_path}",
+                f"dirs.output={tmp_path / 'out'}",
+                f"dirs.cache={tmp_path / 'cache'}",
                 *overrides,
             ],
         )

@@ -23,6 +23,8 @@ CASES = {
     "spectrum": ["--samples", "8", "--train-steps", "2", "--repeats", "1", "--k", "2",
                  "--ref-trace-samples", "3", "--trace-samples", "2", "--pyhessian-top", "1",
                  "--threads", "1"],
+    "spectrum_vs_n": ["--ns", "8", "16", "--subsets", "2", "--k", "2", "--trace-samples", "2",
+                      "--threads", "1"],
     "subspace": ["--D", "4096", "--d", "64", "--kinds", "dense", "fastfood", "sparse"],
     "train_throughput": ["--steps", "1", "--warmup", "1", "--repeats", "1",
                          "--batch-size", "16", "--device", "cpu", "--threads", "1"],

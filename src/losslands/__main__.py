@@ -60,7 +60,7 @@ def _record_failed_training(cfg: DictConfig, error: BaseException) -> None:
     try:
         summary = failed_training_summary(cfg, error)
         if summary is not None:
-            write_json(Path(cfg.paths.output) / "train_summary.json", summary)
+            write_json(Path(cfg.dirs.output) / "train_summary.json", summary)
     except Exception as e:  # the job's own error is the one to raise
         print(f"could not record the failed training in the job folder: {e!r}", file=sys.stderr)
 

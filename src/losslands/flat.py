@@ -8,6 +8,7 @@ These helpers convert between a model and that view without copying the model.
 from __future__ import annotations
 
 import copy
+import fnmatch
 from collections.abc import Callable, Iterable
 
 import torch
@@ -108,3 +109,25 @@ def batch_loss(
     """
     train_model = copy.deepcopy(model).train()
     return lambda theta, batch: flat_loss(train_model, loss_fn, as_batches(batch))(theta)
+
+
+def block_indices(model: nn.Module, blocks: str | list[str]) -> dict[str, Tensor]:
+    """Coordinates (in the flat parameter vector) of each block: ``"layer"`` groups the
+    parameters of one module (weight and bias), a list of fnmatch patterns makes one block per
+    pattern (parameters matching several patterns go to the first)."""
+    groups: dict[str, list[Tensor]] = {}
+    offset = 0
+    for name, p in trainable(model):
+        idx = torch.arange(offset, offset + p.numel())
+        offset += p.numel()
+        if blocks == "layer":
+            key = name.rsplit(".", 1)[0] if "." in name else name
+        else:
+            key = next((pat for pat in blocks if fnmatch.fnmatch(name, pat)), None)
+            if key is None:
+                continue
+        groups.setdefault(key, []).append(idx)
+    if not groups:
+        names = [n for n, _ in trainable(model)]
+        raise ValueError(f"probe.blocks={blocks!r} matches no parameter; the names are {names}")
+    return {key: torch.cat(parts) for key, parts in groups.items()}

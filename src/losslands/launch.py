@@ -24,6 +24,8 @@ ends the others. Only rank 0 prints a full traceback (``LOSSLANDS_DIST_VERBOSE=1
 Training itself stays single-process here; data-parallel training is Lightning's own
 (``trainer.devices=N trainer.strategy=ddp``, launched by Lightning, not by torchrun): train
 that way with ``probe=none`` first, then probe with torchrun, which reuses the cached weights.
+
+Over ~300 lines: rank setup, scheduler environments and failure handling are one launch concern.
 """
 
 from __future__ import annotations
@@ -247,11 +249,6 @@ def from_rank0(shard: Shard, compute: Callable[[], Any]) -> Any:
     return payload[1]
 
 
-def _dirs(cfg: Any) -> Any:
-    """The job's folders: ``dirs`` (named ``paths`` before the configs' rename)."""
-    return cfg.dirs if "dirs" in cfg else cfg.paths
-
-
 def _portable(trained: Any) -> dict[str, Any]:
     """What other ranks need of a trained model: weights (on the CPU) and where it came from."""
     state = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
@@ -300,7 +297,7 @@ def run_distributed(cfg: Any) -> dict[str, Any] | None:
     if env is None:
         raise RuntimeError("run_distributed needs torchrun's or SLURM's environment")
     select_device(env)
-    out = Path(_dirs(cfg).output)
+    out = Path(cfg.dirs.output)
     live: dict[str, Any] = {}
 
     def checked() -> tuple[Any, str, str]:
@@ -321,7 +318,7 @@ def run_distributed(cfg: Any) -> dict[str, Any] | None:
             old = read_json(result_path)
             if old.get("status") == "completed" and old.get("probe_key") == pkey:
                 return "done", old
-        cache = TrainingCache(_dirs(cfg).cache)
+        cache = TrainingCache(cfg.dirs.cache)
         reused = cache.is_complete(key) and not cfg.train.get("force")
         job_type = "probe" if cfg.get("weights") or reused else "train"  # as task.run
         live["loggers"] = loggers = JobLoggers(cfg, out, job_type)
@@ -369,7 +366,7 @@ def run_distributed(cfg: Any) -> dict[str, Any] | None:
             def cached() -> dict[str, Any]:
                 other_key = training_hash(training_config(other_cfg))
                 external = bool(other_cfg.get("weights"))  # a weights file: nothing to train
-                if not external and not TrainingCache(_dirs(other_cfg).cache).is_complete(other_key):
+                if not external and not TrainingCache(other_cfg.dirs.cache).is_complete(other_key):
                     # Lightning would now train with a process group about (see the module)
                     raise RuntimeError(
                         f"the partner model {dict(overrides)} is not in the training cache: "

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from losslands.config import coupled_weight_decay, validate_job_config, with_overrides
 from losslands.io import read_json, write_json
 from losslands.loggers import JobLoggers
-from losslands.probes.base import ProbeConfig, ProbeContext, make_config
+from losslands.probes.base import PieceStore, ProbeConfig, ProbeContext, make_config
 from losslands.probes.runner import run_probe
 from losslands.training.cache import TrainingCache, training_config, training_hash
 from losslands.training.fit import (
@@ -81,6 +81,7 @@ def probe_context(cfg: DictConfig, model: torch.nn.Module, datamodule: Any, devi
         load_other=load_other,
         train_key=train_key,
         train_summary=summary,
+        store=PieceStore(Path(cfg.dirs.cache) / train_key / "pieces") if train_key else None,
     )
 
 
@@ -88,7 +89,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one job; returns the probe result record (or the training summary for probe=none).
 
     Writes ``train_summary.json`` and ``probes/<probe>.json`` (+ ``.png``) in
-    ``cfg.paths.output``. A probe result whose config hash matches is not recomputed. The
+    ``cfg.dirs.output``. A probe result whose config hash matches is not recomputed. The
     config (job and probe) is checked before any data is loaded.
     """
     validate_job_config(cfg)
@@ -96,7 +97,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("threads"):
         # parallel jobs on one CPU each defaulting to all cores slow each other down many-fold
         torch.set_num_threads(int(cfg.threads))
-    out = Path(cfg.paths.output)
+    out = Path(cfg.dirs.output)
     out.mkdir(parents=True, exist_ok=True)
     probe_name = cfg.probe.name
     tcfg = training_config(cfg)
@@ -109,7 +110,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             log.info("probe %s already done for this config: %s", probe_name, result_path)
             return old
 
-    cache = TrainingCache(cfg.paths.cache)
+    cache = TrainingCache(cfg.dirs.cache)
     reused = cache.is_complete(key) and not cfg.train.get("force")
     job_type = "probe" if cfg.get("weights") or reused else "train"
     loggers = JobLoggers(cfg, out, job_type)

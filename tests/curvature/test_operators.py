@@ -210,3 +210,65 @@ def test_matmat_equals_matvec_per_row(method):
     rows = torch.stack([op.matvec(v) for v in vs])
     assert torch.allclose(op.matmat(vs), rows, rtol=1e-10, atol=1e-12)
     assert op.n_matvecs == 8
+
+
+def _gn_problem():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 4)).double().eval()
+    x, y = torch.randn(30, 5, dtype=torch.float64), torch.randint(0, 4, (30,))
+    theta = get_flat(model)
+
+    def outputs(t):
+        from losslands.flat import unflatten
+
+        return torch.func.functional_call(model, unflatten(model, t), (x,))
+
+    jac = torch.func.jacrev(outputs)(theta)  # N x C x D
+    p = torch.softmax(outputs(theta), dim=1)
+    return model, x, y, jac, p
+
+
+def _sandwich(jac, middles):
+    return sum(j.T @ m @ j for j, m in zip(jac, middles, strict=True)) / jac.shape[0]
+
+
+@pytest.mark.parametrize("kind", ["ggn", "fisher"])
+def test_ggn_and_exact_fisher_equal_the_dense_sandwich(kind):
+    from losslands.curvature.operators import GGNOperator
+
+    model, x, y, jac, p = _gn_problem()
+    dense = _sandwich(jac, [torch.diag(pi) - torch.outer(pi, pi) for pi in p])
+    op = GGNOperator(model, nn.CrossEntropyLoss(), (x, y), kind=kind, chunk_size=7)
+    v = torch.randn(op.dim, dtype=torch.float64)
+    assert torch.allclose(op.matvec(v), dense @ v, rtol=1e-10, atol=1e-12)
+    assert float(torch.linalg.eigvalsh(dense)[0]) > -1e-12  # positive semidefinite
+
+
+def test_empirical_and_monte_carlo_fisher_equal_their_dense_constructions():
+    from losslands.curvature.operators import GGNOperator
+
+    model, x, y, jac, p = _gn_problem()
+    eye = torch.eye(4, dtype=torch.float64)
+    emp = _sandwich(jac, [torch.outer(eye[t] - pi, eye[t] - pi) for t, pi in zip(y, p, strict=True)])
+    op = GGNOperator(model, nn.CrossEntropyLoss(), (x, y), kind="empirical_fisher")
+    v = torch.randn(op.dim, dtype=torch.float64)
+    assert torch.allclose(op.matvec(v), emp @ v, rtol=1e-10, atol=1e-12)
+    # the empirical Fisher is the uncentred second moment of per-sample gradients
+    grads = torch.stack([j.T @ (pi - eye[t]) for j, pi, t in zip(jac, p, y, strict=True)])
+    assert torch.allclose(emp, grads.T @ grads / len(grads), atol=1e-12)
+    mc = GGNOperator(model, nn.CrossEntropyLoss(), (x, y), kind="fisher_mc", mc_samples=3, seed=1)
+    labels = torch.cat(mc.mc_labels)
+    middles = [sum(torch.outer(eye[s] - pi, eye[s] - pi) for s in row) / 3
+               for row, pi in zip(labels, p, strict=True)]
+    assert torch.allclose(mc.matvec(v), _sandwich(jac, middles) @ v, rtol=1e-10, atol=1e-12)
+
+
+def test_restricted_is_the_diagonal_block():
+    from losslands.curvature import DenseOperator
+    from losslands.curvature.operators import Restricted
+
+    a = torch.randn(9, 9, dtype=torch.float64)
+    a = a + a.T
+    idx = torch.tensor([1, 4, 5, 8])
+    v = torch.randn(4, dtype=torch.float64)
+    assert torch.allclose(Restricted(DenseOperator(a), idx).matvec(v), a[idx][:, idx] @ v)

@@ -112,3 +112,15 @@ def test_deflated_operator_is_the_projection_sandwich():
     x = torch.randn(20, dtype=torch.float64)
     assert torch.allclose(dop.matvec(x), p @ a @ p @ x, atol=1e-12)
     assert math.isclose(float(torch.trace(v.T @ a @ v) + torch.trace(p @ a @ p)), float(torch.trace(a)), abs_tol=1e-10)
+
+
+def test_batched_trace_samples_equal_single_ones():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 4)).double()
+    x, y = torch.randn(50, 6, dtype=torch.float64), torch.randint(0, 4, (50,))
+    single = spectrum(HessianOperator(model, nn.CrossEntropyLoss(), (x, y)), 2, max_iters=40,
+                      tol=1e-8, trace_samples=7)
+    batched = spectrum(HessianOperator(model, nn.CrossEntropyLoss(), (x, y)), 2, max_iters=40,
+                       tol=1e-8, trace_samples=7, batch=3)
+    assert batched.trace_samples == pytest.approx(single.trace_samples, rel=1e-10)
+    assert batched.matvecs == single.matvecs

@@ -179,7 +179,7 @@ def test_the_second_endpoint_is_the_cached_training_of_probe_other(tmp_path):
     from losslands.training import fit
 
     over = ("trainer.max_epochs=1", "probe.n_samples=64", "probe.test_samples=64",
-            "probe.n_points=3", f"paths.cache={tmp_path / 'cache'}")
+            "probe.n_points=3", f"dirs.cache={tmp_path / 'cache'}")
     rec = read_json(run_probe_cli(tmp_path, "interpolation", *over) / "probes/interpolation.json")
     cfg_b = compose_cfg(tmp_path, *TINY, "trainer.max_epochs=1", "optimizer=momentum")
     trained = fit.train_or_reuse(cfg_b)

@@ -204,3 +204,22 @@ def test_only_the_top_pair_holds_up_the_stopping_test(module, call, monkeypatch)
     else:
         probe.run(ctx, probe_cfg("perturbation", n_samples=20, max_iters=20, tol=1e-3))
     assert seen == ["top"]
+
+
+def test_block_and_gauss_newton_directions(outcome):
+    """probe.block follows the top eigenvector of one layer's diagonal block (zero elsewhere);
+    probe.operator=ggn that of the Gauss-Newton matrix; the second difference then measures
+    v^T H v, reported beside lambda_top."""
+    from losslands.flat import block_indices
+
+    x, y = outcome.ctx.probe_data(N, index=0)
+    idx = block_indices(outcome.model, "layer")["5"]
+    block = outcome.hessian[idx][:, idx]
+    cfg = dataclasses.replace(outcome.cfg, block="5.*")
+    r = probe.run(outcome.ctx, cfg)
+    assert r["lambda_top"] == pytest.approx(float(torch.linalg.eigvalsh(block)[-1]), rel=1e-6)
+    assert r["hessian_curvature_top"] == pytest.approx(r["lambda_top"], rel=1e-6)  # a diagonal block
+    assert r["curvature_top"][0] == pytest.approx(r["hessian_curvature_top"], rel=5e-3)
+    ggn = probe.run(outcome.ctx, dataclasses.replace(outcome.cfg, operator="ggn"))
+    assert ggn["operator"] == "ggn" and ggn["lambda_top"] > 0
+    assert ggn["curvature_top"][0] == pytest.approx(ggn["hessian_curvature_top"], rel=5e-2)

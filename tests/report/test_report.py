@@ -175,7 +175,7 @@ def test_jobs_without_results_are_listed(tmp_path):
     killed = tmp_path / "5_momentum-s3-noise"
     (killed / ".hydra").mkdir(parents=True)
     (killed / ".hydra" / "config.yaml").write_text(
-        "optimizer:\n  name: momentum\nseed: 3\nprobe:\n  name: noise\ndata:\n  root: ${paths.data}\n")
+        "optimizer:\n  name: momentum\nseed: 3\nprobe:\n  name: noise\ndata:\n  root: ${dirs.data}\n")
     no_probe = tmp_path / "6_sgd-s0-curve"
     (no_probe / ".hydra").mkdir(parents=True)
     (no_probe / ".hydra" / "config.yaml").write_text("optimizer:\n  name: sgd\nseed: 0\nprobe:\n  name: curve\n")
@@ -234,7 +234,7 @@ def test_missing_sweep_dir_names_the_fix(tmp_path):
 
 
 def test_curvature_during_training_figure(tmp_path):
-    """Jobs trained with callbacks=probes carry probe_history; the report plots it per optimizer."""
+    """Jobs trained with callbacks=curvature carry probe_history; the report plots it per optimizer."""
     _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0), ("adamw", 0): (0.7, 30.0)})
     assert not (write_report(tmp_path).parent / "figures" / "curvature_during_training.png").exists()
     for summary in tmp_path.glob("*/train_summary.json"):

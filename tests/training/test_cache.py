@@ -56,8 +56,8 @@ CHANGES_WEIGHTS = [
     ("+trainer.limit_train_batches=2",),
     ("+trainer.benchmark=true",),
     # training-time probes fill the cached summary's probe_history
-    ("callbacks=probes",),
-    (("callbacks=probes", "callbacks.curvature.every_n_epochs=2"), ("callbacks=probes",)),
+    ("callbacks=curvature",),
+    (("callbacks=curvature", "callbacks.curvature.every_n_epochs=2"), ("callbacks=curvature",)),
 ]
 
 LEAVES_KEY = [
@@ -103,7 +103,7 @@ def test_fields_that_do_not_change_the_weights_leave_the_key(tmp_path, overrides
 
 
 def test_paths_leave_the_key(tmp_path):
-    assert _key(tmp_path / "a") == _key(tmp_path / "b", "paths.output=/x", "paths.data=/y")
+    assert _key(tmp_path / "a") == _key(tmp_path / "b", "dirs.output=/x", "dirs.data=/y")
 
 
 def test_auto_accelerator_is_keyed_by_the_device_it_selects(tmp_path, monkeypatch):

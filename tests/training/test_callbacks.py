@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # hidden=2 keeps the MLP at 6,176 parameters so the dense Hessian is computable.
 SMALL = (*TINY, "model.hidden=2")
 PROBES = (
-    "callbacks=probes",
+    "callbacks=curvature",
     "callbacks.curvature.n_samples=128",
     "callbacks.curvature.noise_samples=64",
     "callbacks.curvature.lanczos_iters=100",

@@ -69,7 +69,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
         m.setattr(fit, "build_callbacks", lambda cfg: [_Crash()])
         with pytest.raises(RuntimeError, match="simulated kill"):
             fit.train_or_reuse(cfg)
-    cache = TrainingCache(cfg.paths.cache)
+    cache = TrainingCache(cfg.dirs.cache)
     key = reference.key
     assert cache.summary(key)["status"] == "interrupted" and not cache.is_complete(key)
     resumed = fit.train_or_reuse(cfg)
@@ -82,8 +82,8 @@ def test_divergence_stops_with_a_clear_error(tmp_path):
     cfg = compose_cfg(tmp_path, *TINY, "optimizer.lr=1e30")
     with pytest.raises(DivergenceError, match="optimizer.lr"):
         fit.train_or_reuse(cfg)
-    key = next(p.name for p in Path(cfg.paths.cache).iterdir() if p.is_dir())
-    assert TrainingCache(cfg.paths.cache).summary(key)["status"] == "diverged"
+    key = next(p.name for p in Path(cfg.dirs.cache).iterdir() if p.is_dir())
+    assert TrainingCache(cfg.dirs.cache).summary(key)["status"] == "diverged"
 
 
 def _train_in_child(root: str, queue) -> None:

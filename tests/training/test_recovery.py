@@ -73,7 +73,7 @@ def test_corrupt_checkpoint_is_set_aside_and_training_restarts(tmp_path, monkeyp
     reference = fit.train_or_reuse(compose_cfg(tmp_path / "ref", *TINY, "trainer.max_epochs=3"))
     cfg = compose_cfg(tmp_path / "run", *TINY, "trainer.max_epochs=3")
     _killed_run(cfg, monkeypatch)
-    ckpt = TrainingCache(cfg.paths.cache).path(reference.key) / "last.ckpt"
+    ckpt = TrainingCache(cfg.dirs.cache).path(reference.key) / "last.ckpt"
     _damage(ckpt, how)
     with caplog.at_level(logging.WARNING):
         rerun = fit.train_or_reuse(cfg)
@@ -98,7 +98,7 @@ def _csv_rows(logger: CSVLogger) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-CURVATURE = ("callbacks=probes", "callbacks.curvature.n_samples=32", "callbacks.curvature.lanczos_iters=4",
+CURVATURE = ("callbacks=curvature", "callbacks.curvature.n_samples=32", "callbacks.curvature.lanczos_iters=4",
              "callbacks.curvature.hutchinson_samples=2", "callbacks.curvature.noise_samples=16")
 
 

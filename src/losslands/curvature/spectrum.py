@@ -26,6 +26,8 @@ Signs near zero: every softmax classifier's Hessian has an exact null space (shi
 leaves the loss unchanged) whose Ritz nodes sit at rounding level with either sign.
 ``negative_mass`` counts only weight on nodes below ``-zero_tol * max|node|``; the weight within
 ``+-zero_tol * max|node|`` is ``near_zero_mass``.
+
+Over ~300 lines: one algorithm whose four outputs share the same Krylov runs and products.
 """
 
 from __future__ import annotations
@@ -155,6 +157,7 @@ def spectrum(
     slq_iters: int = 30,
     zero_tol: float = 1e-4,
     seed: int = 0,
+    batch: int = 1,
 ) -> Spectrum:
     """Extremes (certified), deflated trace ± s.e. and density of ``op`` (see the module).
 
@@ -172,6 +175,9 @@ def spectrum(
         slq_iters: steps per extra SLQ probe.
         zero_tol: ``tau`` of the negative / near-zero masses.
         seed: seeds every random vector.
+        batch: products per call for the extra trace samples, through ``op.matmat`` when the
+            operator has it (batched backward passes: slower per vector than single products
+            on a CPU, measured in ``benchmarks/spectrum.py``; the point is GPUs).
 
     Returns:
         A :class:`Spectrum`.
@@ -244,10 +250,16 @@ def spectrum(
     # 3. extra deflated Hutchinson samples
     t0 = time.perf_counter()
     before = dop.n_matvecs
-    for z in probe_vectors(op, trace_samples, seed=seed + 104729):
-        pz = dop.project(z)
-        samples.append(float(pz.double() @ op.matvec(pz).double()))
-        dop.n_matvecs += 1
+    zs = [dop.project(z) for z in probe_vectors(op, trace_samples, seed=seed + 104729)]
+    step = batch if batch > 1 and hasattr(op, "matmat") else 1
+    for i in range(0, len(zs), step):
+        block = zs[i : i + step]
+        if step > 1:
+            products = op.matmat(torch.stack(block))
+        else:
+            products = [op.matvec(block[0])]
+        samples += [float(z.double() @ hz.double()) for z, hz in zip(block, products, strict=True)]
+        dop.n_matvecs += len(block)
     matvecs["trace"] = dop.n_matvecs - before
     seconds["trace"] = time.perf_counter() - t0
 

@@ -14,6 +14,8 @@ images). The optimiser works on ``x / ell`` and ``F / F0`` and the spring consta
 ``spring * F0 / ell``, so multiplying the loss by any positive factor, or rescaling coordinates,
 leaves the whole trajectory unchanged up to rounding. At convergence the springs only set the
 spacing (equal on each side of the climbing image), never the shape of the path.
+
+Over ~300 lines: the band, its forces and its FIRE steps are one algorithm.
 """
 
 from __future__ import annotations

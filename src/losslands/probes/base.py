@@ -21,6 +21,9 @@ writes ``probes/<name>.json`` and ``.png`` atomically.
 Long probes save finished pieces with ``ctx.partial.cached(piece, compute)``: the runner backs
 the store with ``probes/<name>.partial.json`` (written atomically after every piece, tagged with
 the probe key, deleted once the probe completes), so a killed job resumes where it stopped.
+
+Over ~300 lines: the protocol's parts (typed config, report info, context, piece stores,
+registry) are read together by every probe author.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from tqdm.auto import tqdm
 
 from losslands.batchnorm import has_batchnorm
 from losslands.curvature.distributed import AllReduced, Shard
-from losslands.curvature.operators import HessianOperator
+from losslands.curvature.operators import GGNOperator, HessianOperator
 from losslands.data.loader import EpochBatches, TensorSplits
 from losslands.io import read_json, write_json
 
@@ -191,6 +194,40 @@ class PartialResults:
             os.remove(self.path)
 
 
+class PieceStore:
+    """Finished pieces kept across probe configs, keyed by what each depends on (a hash the
+    probe computes), one JSON file each, written atomically: a search extended or refined
+    later reuses every training it already did.
+
+    Args:
+        root: the folder (the CLI uses ``<cache>/<training key>/pieces``).
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, f"{key}.json")
+
+    def get(self, key: str) -> Any | None:
+        """The stored value, or None (also for an unreadable file, which is recomputed)."""
+        path = self._path(key)
+        if not os.path.exists(path):
+            return None
+        try:
+            return read_json(path)
+        except ValueError:
+            return None
+
+    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        """The stored value of ``key``, else ``compute()``, stored."""
+        value = self.get(key)
+        if value is None:
+            value = compute()
+            write_json(self._path(key), value, strict=False)
+        return value
+
+
 @dataclass
 class ProbeContext:
     """Everything a probe may use, by name.
@@ -222,6 +259,7 @@ class ProbeContext:
             :mod:`losslands.curvature.distributed`), or None for one process. With it,
             :meth:`hessian` builds the operator on this rank's part of the samples and sums the
             products over the ranks, and the path probes' evaluators share out their samples.
+        store: pieces kept across probe configs (see :class:`PieceStore`), or None.
     """
 
     model: nn.Module
@@ -243,6 +281,7 @@ class ProbeContext:
     train_summary: Mapping[str, Any] = field(default_factory=dict)
     quiet: bool = False
     partial: PartialResults = field(default_factory=PartialResults)
+    store: PieceStore | None = None
     shard: Shard | None = None
 
     def probe_data(self, n: int, index: int = 0) -> Batch:
@@ -305,20 +344,27 @@ class ProbeContext:
 
     def hessian(
         self, x: Tensor, y: Tensor, *, include_weight_decay: bool = False,
-        chunk_size: int | None = None,
-    ) -> HessianOperator | AllReduced:
-        """The Hessian operator of the mean loss on ``(x, y)``, plus the coupled L2 term's
-        ``wd * I`` when ``include_weight_decay``.
+        chunk_size: int | None = None, operator: str = "hessian", seed: int = 0,
+    ) -> HessianOperator | GGNOperator | AllReduced:
+        """The curvature operator of the mean loss on ``(x, y)``: the Hessian (plus the coupled
+        L2 term's ``wd * I`` when ``include_weight_decay``) or, with ``operator``, one of the
+        Gauss-Newton family (:class:`~losslands.curvature.operators.GGNOperator`; ``seed``
+        draws the Monte-Carlo Fisher's labels).
 
         With :attr:`shard`, the operator of this rank's part of ``(x, y)``, its products summed
         over the ranks (:class:`~losslands.curvature.distributed.AllReduced`): the same operator
-        on every rank."""
+        on every rank. (``fisher_mc`` then draws each shard's labels from its own stream.)"""
         if self.shard is not None:
             local = dataclasses.replace(self, shard=None)
             xs, ys = self.shard.split(x, y)
             op = local.hessian(xs, ys, include_weight_decay=include_weight_decay,
-                               chunk_size=chunk_size)
+                               chunk_size=chunk_size, operator=operator, seed=seed)
             return AllReduced(op, len(xs) / len(x), self.shard)
+        if operator != "hessian":
+            if include_weight_decay:
+                raise ValueError("probe.include_weight_decay applies to probe.operator=hessian only")
+            return GGNOperator(self.model, self.loss_fn, (x, y), kind=operator,
+                               chunk_size=chunk_size, seed=seed)
         wd = self.coupled_weight_decay if include_weight_decay else 0.0
         return HessianOperator(self.model, self.loss_fn, (x, y), weight_decay=wd,
                                chunk_size=chunk_size)

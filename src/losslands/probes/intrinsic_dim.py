@@ -3,35 +3,63 @@
 Li, Farkhoor, Liu & Yosinski (2018), "Measuring the Intrinsic Dimension of Objective
 Landscapes": train only ``z`` in ``theta = theta0 + P z``, ``P`` a fixed random ``D x d``
 projection with unit-norm columns and ``theta0`` the job's own seeded initialisation; ``d_int90``
-is the smallest ``d`` whose test accuracy reaches 90% of the full-space model's (the trained
-checkpoint of this job). The sweep over ``dims`` runs :func:`losslands.subspace.train_in_subspace`.
+is the smallest ``d`` whose test accuracy reaches 90% of the full-space model's (this job's
+trained checkpoint).
 
-Choices (ours): ``z`` is trained with the job's optimizer and hyper-parameters (so weight decay
-acts on ``z``, i.e. pulls ``theta`` towards ``theta0``, not towards 0) for ``epochs`` passes over
-shuffled training batches, augmented when the job's training was (``augment: null``), so the
-subspace and full-space models see the same recipe. BatchNorm runs on batch statistics while
-training; its statistics are recomputed on training batches before testing.
-``d_int90_interp`` interpolates linearly in ``log d`` between the last ``d`` below the target and
-the first at or above it. Each finished ``(seed, d)`` run is saved at once (``ctx.partial``), so a
-killed job resumes at the next one.
+Affordable at honest budgets:
+
+- **Search, not sweep** (``mode: search``): a geometric bracket from ``d_start`` (times
+  ``growth``), then bisection in ``log d`` until ``d_int90 / d_below <= 1 + resolution``
+  (:func:`losslands.subspace.search.search_dimension`); ``mode: sweep`` trains every ``dims``.
+- **Early stopping**: every ``eval_every`` steps the accuracy on a held-out evaluation subset
+  (the first ``eval_samples`` test images) is checked; once it passes the target, the full test
+  split confirms it before the run stops (``target``); a run whose best evaluation accuracy has
+  not improved by ``min_delta`` for ``patience`` checks while below the target stops
+  (``plateau``); otherwise it trains the whole budget (``budget``: ``epochs`` passes, by
+  default the full model's). Steps used are recorded.
+- **One subspace optimizer for every model** (``optimizer: adam``, lr 1e-3, no weight decay):
+  with plain SGD the subspace gradient is ``P^T g`` and the first-order decrease per step
+  ``lr |P^T g|^2 ~ (d/D) lr |g|^2`` shrinks with ``d``, so d_int90 would measure SGD's speed in
+  the subspace more than the landscape; Adam's per-coordinate steps do not shrink with ``d``.
+  Li et al. (2018) likewise train every subspace with one standard optimizer. ``optimizer:
+  job`` uses the job's own optimizer and hyper-parameters instead.
+- **Error bars**: at least two projection seeds (``seeds``); ``d_int90`` is the mean ± std over
+  the seeds that reached the target, with their count.
+- **Reuse by what a piece depends on**: each finished ``(seed, d)`` training is stored under a
+  hash of the training key, projection, ``d``, seed, budget, subspace optimizer and stopping
+  rule (``ctx.store``, ``<cache>/<training key>/pieces`` in the CLI), so extending or refining
+  a search, or changing an unrelated option, reuses it.
+
+BatchNorm runs on batch statistics while training; its statistics are recomputed on training
+batches before each evaluation.
+
+Over ~300 lines: the search, the stopping rule and the piece keys of one probe belong together.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-import numpy as np
+import torch
 from matplotlib.figure import Figure
 
 from losslands.evaluate import PointEvaluator, evaluate
 from losslands.flat import batch_loss, get_flat
 from losslands.probes.base import ProbeConfig, ProbeContext, ProbeInfo, Scalar
-from losslands.subspace import train_in_subspace
+from losslands.subspace import make_projection, train_in_subspace
+from losslands.subspace.search import search_dimension
 
 PROJECTIONS = ("fastfood", "sparse", "dense")
+MODES = ("search", "sweep")
+OPTIMIZERS = ("adam", "job")
+ADAM_LR = 1e-3
 
 
 @dataclass
@@ -39,50 +67,76 @@ class Config(ProbeConfig):
     """Options of ``probe=intrinsic_dim`` (``conf/probe/intrinsic_dim.yaml`` documents each)."""
 
     name: str = "intrinsic_dim"
+    mode: str = "search"
+    d_start: int = 1000
+    growth: float = 3.0
+    resolution: float = 0.25
+    d_max: int | None = None
     dims: list[int] = field(default_factory=lambda: [10, 30, 100, 300, 1000, 3000, 10000])
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
     projection: str = "fastfood"
+    optimizer: str = "adam"
+    lr: float | None = None
     epochs: int | None = None
     train_samples: int | None = None
     augment: bool | None = None
-    lr: float | None = None
+    eval_every: int | None = None
+    eval_samples: int = 1000
+    patience: int = 4
+    min_delta: float = 0.005
     test_samples: int | None = None
     bn_batches: int = 50
 
     def check(self) -> None:
-        if not self.dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1
-                                for d in self.dims):
+        self.one_of("mode", MODES)
+        self.one_of("optimizer", OPTIMIZERS)
+        self.one_of("projection", PROJECTIONS)
+        if self.mode == "sweep" and (not self.dims or any(
+                isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.dims)):
             raise ValueError(f"probe.dims={list(self.dims)} must be a non-empty list of integers >= 1")
         if not self.seeds:
             raise ValueError("probe.seeds must name at least one projection seed")
-        self.one_of("projection", PROJECTIONS)
-        for key in ("epochs", "train_samples", "test_samples"):
+        self.at_least("d_start", 1)
+        if self.growth <= 1:
+            raise ValueError(f"probe.growth={self.growth} must be > 1")
+        self.positive("resolution")
+        for key in ("d_max", "epochs", "train_samples", "test_samples", "eval_every"):
             if getattr(self, key) is not None:
                 self.at_least(key, 1)
         if self.lr is not None:
             self.positive("lr")
+        self.at_least("eval_samples", 1)
+        self.at_least("patience", 1)
         self.at_least("bn_batches", 0)
+        if self.min_delta < 0:
+            raise ValueError(f"probe.min_delta={self.min_delta} must be >= 0")
 
 
 INFO = ProbeInfo(
     title="Intrinsic dimension",
     order=45,
     scalars={
-        "d_int90": Scalar("smallest d whose subspace-trained test accuracy reaches 90% of the full model's", "dimensions"),
-        "d_int90_interp": Scalar("d_int90 interpolated linearly in log d", "dimensions"),
-        "reached_90": Scalar("1 if some d reached the target, else 0"),
+        "d_int90": Scalar("smallest d whose subspace-trained test accuracy reaches 90% of the full model's; mean over the projection seeds that reached it", "dimensions"),
+        "d_int90_std": Scalar("std of d_int90 over those seeds", "dimensions"),
+        "d_int90_interp": Scalar("d_int90 interpolated linearly in log d, mean over the seeds that reached it", "dimensions"),
+        "reached_90": Scalar("fraction of projection seeds that reached the target"),
+        "n_seeds": Scalar("projection seeds"),
         "d_max": Scalar("the largest d tried", "dimensions"),
         "full_acc": Scalar("the full-space model's test accuracy"),
-        "acc_d<d>": Scalar("test accuracy after training in a d-dimensional subspace (mean over projection seeds)"),
+        "trainings": Scalar("subspace trainings run (all seeds)"),
+        "steps": Scalar("optimizer steps over all subspace trainings", "steps"),
+        "acc_d<d>": Scalar("test accuracy after training in a d-dimensional subspace (mean over the seeds that tried d)"),
     },
-    table=["d_int90", "d_int90_interp", "reached_90", "d_max", "full_acc"],
-    table_prefixes=["acc_d"],
+    table=["d_int90", "d_int90_std", "d_int90_interp", "reached_90", "d_max", "full_acc"],
+    table_prefixes=[],
     definition=(
         "**Intrinsic dimension** (`probe=intrinsic_dim`; Li et al. 2018): train θ0 + Pz over "
-        "z ∈ R^d from the initialisation with the job's optimizer; d_int90 = smallest d whose "
-        "test accuracy reaches 90% of the full-space model's test accuracy (and a log-linear "
-        "interpolated value); reached_90 = fraction of runs where some d did (else d_int90 > "
-        "d_max, the largest d tried)."
+        "z ∈ R^d from the initialisation with one subspace optimizer for every model (Adam, lr "
+        "1e-3, unless probe.optimizer=job); d_int90 = smallest d whose test accuracy reaches 90% "
+        "of the full-space model's, found by a geometric bracket and bisection in log d to "
+        "probe.resolution, with early stopping once the full test split confirms the target "
+        "(or the held-out accuracy plateaus below it); mean ± std over projection seeds that "
+        "reached it; reached_90 = the fraction that did (else d_int90 > d_max)."
     ),
 )
 
@@ -116,152 +170,193 @@ def intrinsic_dimension(
     return d[hit], math.exp(log_d)
 
 
+def piece_key(ctx: ProbeContext, cfg: Config, d: int, seed: int, epochs: int, augment: bool) -> str:
+    """Hash of everything one ``(seed, d)`` training depends on (not the search settings)."""
+    spec = {
+        "train": ctx.train_key, "projection": cfg.projection, "d": d, "seed": seed,
+        "epochs": epochs, "train_samples": cfg.train_samples, "augment": augment,
+        "optimizer": cfg.optimizer, "lr": cfg.lr, "eval_every": cfg.eval_every,
+        "eval_samples": cfg.eval_samples, "patience": cfg.patience, "min_delta": cfg.min_delta,
+        "test_samples": cfg.test_samples, "bn_batches": cfg.bn_batches, "batch": ctx.batch_size,
+        "data_seed": ctx.seed,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
-    if ctx.make_model is None or ctx.make_optimizer is None:
+    if ctx.make_model is None or (cfg.optimizer == "job" and ctx.make_optimizer is None):
         raise ValueError(
-            "probe=intrinsic_dim trains from the model's initialisation with its optimizer: give "
-            "the ProbeContext make_model and make_optimizer"
+            "probe=intrinsic_dim trains from the model's initialisation: give the ProbeContext "
+            "make_model (and make_optimizer for probe.optimizer=job)"
         )
     if cfg.epochs is None and ctx.epochs is None:
         raise ValueError("probe.epochs is null and the training epochs are unknown: set probe.epochs")
     test = ctx.split_batches("test", cfg.test_samples)
     full_acc = evaluate(ctx.model, test)["acc"]
+    target = FRACTION * full_acc
     init = ctx.make_model().to(ctx.device).float()
     theta0 = get_flat(init)
     D = theta0.numel()
-    dims = sorted({int(d) for d in cfg.dims})
-    if not dims or dims[0] < 1 or dims[-1] > D:
-        raise ValueError(
-            f"probe.dims must lie in 1..{D} (the parameter count), got {list(cfg.dims)}"
-        )
-    seeds = [int(s) for s in cfg.seeds]
+    d_max = D if cfg.d_max is None else min(cfg.d_max, D)
+    if cfg.mode == "sweep" and max(cfg.dims) > D:
+        raise ValueError(f"probe.dims must lie in 1..{D} (the parameter count), got {list(cfg.dims)}")
+    if cfg.d_start > d_max:
+        raise ValueError(f"probe.d_start={cfg.d_start} exceeds d_max={d_max} (the parameter count {D})")
     augment = ctx.augment if cfg.augment is None else cfg.augment
     epochs = ctx.epochs if cfg.epochs is None else cfg.epochs
+    eval_set = ctx.split_batches("test", min(cfg.eval_samples, ctx.data.num_test))
     loss = batch_loss(init, ctx.loss_fn)
     evaluator = PointEvaluator(init, ctx.loss_fn, ctx.bn_batches(cfg.bn_batches))
-    lr = cfg.lr
+    if cfg.optimizer == "adam":
+        optimizer, lr = partial(torch.optim.Adam, lr=ADAM_LR), cfg.lr
+    else:
+        optimizer, lr = ctx.make_optimizer, cfg.lr
 
     def train_one(d: int, seed: int) -> dict[str, Any]:
         # every run starts from epoch 0 of the same data order: only d and the seed differ
         batches = ctx.train_batches(seed=ctx.seed, augment=augment, n=cfg.train_samples)
         steps = epochs * len(batches)
+        every = cfg.eval_every or max(1, len(batches) // 2)
+        P = make_projection(cfg.projection, D, d, seed=seed, device=theta0.device, dtype=theta0.dtype)
+        state = {"best": -1.0, "stale": 0, "reason": "budget", "checks": [], "confirmed": None}
+
+        def check(step: int, z: torch.Tensor, _: float) -> bool:
+            if step == 0 or step % every:
+                return False
+            theta = theta0 + P(z)
+            acc = evaluator.metrics(theta, eval_set)["acc"]
+            state["checks"].append([step, acc])
+            if acc >= target:
+                full = evaluator.metrics(theta, test)
+                state["checks"][-1].append(full["acc"])
+                if full["acc"] >= target:
+                    state["reason"], state["confirmed"] = "target", full
+                    return True
+            if acc > state["best"] + cfg.min_delta:
+                state["best"], state["stale"] = acc, 0
+            else:
+                state["stale"] += 1
+                if state["stale"] >= cfg.patience:
+                    state["reason"] = "plateau"
+                    return True
+            return False
+
         with ctx.steps(steps, f"subspace d={d} seed={seed}") as bar:
-            res = train_in_subspace(
-                loss,
-                theta0,
-                d,
-                projection=cfg.projection,
-                optimizer=ctx.make_optimizer,
-                steps=steps,
-                lr=lr,
-                seed=seed,
-                batches=batches,
-                progress=bar,
-            )
-        metrics = evaluator.metrics(res.theta, test)
+            res = train_in_subspace(loss, theta0, d, projection=P, optimizer=optimizer, steps=steps,
+                                    lr=lr, batches=batches, progress=bar, callback=check)
+        metrics = state["confirmed"] or evaluator.metrics(res.theta, test)
         return {
-            "d": d,
-            "seed": seed,
-            "test_acc": metrics["acc"],
-            "test_loss": metrics["loss"],
-            "train_loss": res.loss,
-            "steps": res.steps,
+            "d": d, "seed": seed, "test_acc": metrics["acc"], "test_loss": metrics["loss"],
+            "train_loss": res.loss, "steps": res.steps, "budget": steps,
+            "stop_reason": state["reason"], "checks": state["checks"],
         }
 
-    acc = np.full((len(seeds), len(dims)), np.nan)
-    runs = []
-    for s, seed in enumerate(seeds):
-        for k, d in enumerate(dims):
-            # saved as soon as it finishes: a killed job resumes at the next (seed, d)
-            run_sd = ctx.partial.cached(
-                f"seed={seed},d={d}", lambda d=d, seed=seed: train_one(d, seed)
-            )
-            acc[s, k] = run_sd["test_acc"]
-            runs.append(run_sd)
-    mean = acc.mean(axis=0)
-    target = FRACTION * full_acc
-    d_int, d_interp = intrinsic_dimension(dims, mean.tolist(), target)
+    def trained(d: int, seed: int) -> dict[str, Any]:
+        key = piece_key(ctx, cfg, d, seed, epochs, augment)
+        compute = lambda: train_one(d, seed)  # noqa: E731
+        if ctx.store is not None:  # kept across probe configs
+            return ctx.store.cached(key, compute)
+        return ctx.partial.cached(key, compute)
+
+    per_seed, runs = [], []
+    for seed in cfg.seeds:
+        seed = int(seed)
+        if cfg.mode == "search":
+            found = search_dimension(lambda d, seed=seed: trained(d, seed)["test_acc"], target,
+                                     d_start=cfg.d_start, d_max=d_max, growth=cfg.growth,
+                                     resolution=cfg.resolution)
+            dims = [d for d, _ in found.tried]
+            entry = {"seed": seed, "d_int90": found.d_int, "d_below": found.d_below,
+                     "d_int90_interp": found.d_interp, "resolved": found.resolved}
+        else:
+            accs = [trained(d, seed)["test_acc"] for d in sorted(cfg.dims)]
+            dims = sorted(cfg.dims)
+            d_int, d_interp = intrinsic_dimension(dims, accs, target)
+            entry = {"seed": seed, "d_int90": None if math.isnan(d_int) else int(d_int),
+                     "d_int90_interp": None if math.isnan(d_interp) else d_interp,
+                     "d_below": None, "resolved": False}
+        seed_runs = [trained(d, seed) for d in dims]
+        entry["tried"] = [[r["d"], r["test_acc"]] for r in seed_runs]
+        per_seed.append(entry)
+        runs += seed_runs
+    reached = [e for e in per_seed if e["d_int90"] is not None]
+    values = [float(e["d_int90"]) for e in reached]
+    interps = [float(e["d_int90_interp"]) for e in reached]
+    tried_dims = sorted({r["d"] for r in runs})
+    acc_by_d = {d: statistics.fmean(r["test_acc"] for r in runs if r["d"] == d) for d in tried_dims}
     return {
-        "dims": dims,
-        "seeds": seeds,
-        "acc": acc.tolist(),
-        "acc_mean": mean.tolist(),
-        "acc_std": (acc.std(axis=0, ddof=1) if len(seeds) > 1 else np.zeros(len(dims))).tolist(),
-        "n_seeds": len(seeds),
+        "mode": cfg.mode,
+        "seeds": [int(s) for s in cfg.seeds],
+        "n_seeds": len(per_seed),
+        "per_seed": per_seed,
         "runs": runs,
+        "dims": tried_dims,
+        "acc_mean": [acc_by_d[d] for d in tried_dims],
         "full_acc": full_acc,
         "target_acc": target,
-        "d_int90": d_int,
-        "d_int90_interp": d_interp,
+        "d_int90": statistics.fmean(values) if values else None,
+        "d_int90_std": statistics.stdev(values) if len(values) > 1 else None,
+        "d_int90_interp": statistics.fmean(interps) if interps else None,
+        "n_reached": len(reached),
         "num_params": D,
+        "d_max": d_max,
         "projection": cfg.projection,
+        "optimizer": cfg.optimizer,
         "epochs": epochs,
         "augment": augment,
+        "trainings": len(runs),
+        "steps": sum(r["steps"] for r in runs),
     }
 
 
 def scalars(result: dict[str, Any]) -> dict[str, float]:
-    out = {
-        k: float(result[k]) if result[k] is not None else math.nan
-        for k in ("d_int90", "d_int90_interp", "full_acc")
-    }
-    # say whether some d reached 90% and up to which d was tried (an unreached d_int90 is NaN in
-    # memory, None when read back from JSON: both become NaN above)
-    out["reached_90"] = float(math.isfinite(out["d_int90"]))
+    def num(v: Any) -> float:
+        return math.nan if v is None else float(v)
+
+    out = {k: num(result[k]) for k in ("d_int90", "d_int90_std", "d_int90_interp", "full_acc")}
+    # a seed that never reached 90% has no d_int90: the count says how many did
+    out["reached_90"] = result["n_reached"] / result["n_seeds"]
+    out["n_seeds"] = float(result["n_seeds"])
     out["d_max"] = float(max(result["dims"]))
+    out["trainings"] = float(result["trainings"])
+    out["steps"] = float(result["steps"])
     for d, a in zip(result["dims"], result["acc_mean"], strict=True):
         out[f"acc_d{d}"] = float(a)
     return out
 
 
 def lines(result: dict[str, Any]) -> dict[str, tuple[str, dict[str, tuple[list, list]]]]:
-    acc = {
-        f"seed {seed}": (result["dims"], row)
-        for seed, row in zip(result["seeds"], result["acc"], strict=True)
-    }
+    acc = {}
+    for e in result["per_seed"]:
+        pts = sorted(e["tried"])
+        acc[f"seed {e['seed']}"] = ([d for d, _ in pts], [a for _, a in pts])
     return {"test_acc": ("d", acc)}
 
 
 def tables(result: dict[str, Any]) -> dict[str, tuple[list[str], list[list[float]]]]:
-    rows = [
-        [r["d"], r["seed"], r["test_acc"], r["test_loss"], r["train_loss"]] for r in result["runs"]
-    ]
-    return {"runs": (["d", "seed", "test_acc", "test_loss", "train_loss"], rows)}
+    cols = ["d", "seed", "test_acc", "test_loss", "train_loss", "steps", "budget", "stop_reason"]
+    return {"runs": (cols, [[r[c] for c in cols] for r in result["runs"]])}
 
 
 def plot(result: dict[str, Any]) -> Figure:
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    dims = result["dims"]
-    for row, seed in zip(result["acc"], result["seeds"], strict=True):
-        ax.plot(
-            dims,
-            row,
-            ".",
-            color="grey",
-            alpha=0.6,
-            label="seeds" if seed == result["seeds"][0] else None,
-        )
-    ax.errorbar(
-        dims, result["acc_mean"], yerr=result["acc_std"], marker="o", capsize=3, label="mean"
-    )
-    ax.axhline(
-        result["target_acc"], color="red", ls="--", label=f"90% of full ({result['full_acc']:.3f})"
-    )
-    if result["d_int90_interp"] is not None and math.isfinite(result["d_int90_interp"]):
-        ax.axvline(result["d_int90_interp"], color="red", lw=0.6)
+    for e in result["per_seed"]:
+        pts = sorted(e["tried"])
+        (line,) = ax.plot([d for d, _ in pts], [a for _, a in pts], "o-", ms=4,
+                          label=f"seed {e['seed']} ({len(pts)} trainings)")
+        if e["d_int90"] is not None:
+            ax.axvline(e["d_int90"], color=line.get_color(), lw=0.8, ls="--")
+    ax.axhline(result["target_acc"], color="red", ls=":",
+               label=f"90% of full ({result['full_acc']:.3f})")
     ax.set_xscale("log")
-    ax.set_xlabel("subspace dimension d")
-    ax.set_ylabel("test accuracy")
-    d_int = result["d_int90"]
-    reached = d_int is not None and math.isfinite(d_int)
+    ax.set(xlabel="subspace dimension d", ylabel="test accuracy")
+    d = result["d_int90"]
     ax.set_title(
-        f"intrinsic dimension ({result['projection']}): "
-        + (
-            f"d_int90 = {d_int:g} (interpolated {result['d_int90_interp']:.3g})"
-            if reached
-            else "90% not reached"
-        )
+        f"intrinsic dimension ({result['projection']}, {result['optimizer']}): "
+        + (f"d_int90 = {d:.4g} ± {result['d_int90_std'] or 0:.2g} "
+           f"({result['n_reached']}/{result['n_seeds']} seeds)" if d is not None
+           else "90% not reached")
     )
-    ax.legend()
+    ax.legend(fontsize=8)
     return fig

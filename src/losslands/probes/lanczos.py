@@ -34,6 +34,9 @@ the gradient of any loss and is never added.
 
 ``probe.backend: pyhessian`` also runs PyHessian's power iteration (Yao et al. 2020) on the same
 samples for a side-by-side check of the top eigenvalues.
+
+Over ~300 lines: one probe's config, aggregation over subsets, per-block spectra, the PyHessian
+side-by-side and its figures and tables.
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from losslands.curvature import lanczos
+from losslands.curvature.operators import CURVATURES, Restricted
 from losslands.curvature.spectrum import spectrum
-from losslands.flat import num_params
+from losslands.flat import block_indices, num_params
 from losslands.probes.base import ProbeConfig, ProbeContext, ProbeInfo, Scalar
 from losslands.stats import mean_std
 
@@ -60,6 +64,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("losslands", "pyhessian")
 STOPS = ("eigenvalue", "residual")
+OPERATORS = ("hessian", *CURVATURES)
 
 
 @dataclass
@@ -67,6 +72,9 @@ class Config(ProbeConfig):
     """Options of ``probe=lanczos`` (``conf/probe/lanczos.yaml`` documents each)."""
 
     name: str = "lanczos"
+    operator: str = "hessian"
+    blocks: Any = None
+    block_k: int = 2
     n_samples: int | None = None
     n_samples_cpu: int = 512
     n_samples_gpu: int = 5000
@@ -84,6 +92,7 @@ class Config(ProbeConfig):
     slq_iters: int = 30
     grid_size: int = 500
     zero_tol: float = 1.0e-4
+    batch_products: int | None = None
     include_weight_decay: bool = False
     chunk_size: int | None = 1000
     seed: int = 0
@@ -112,6 +121,21 @@ class Config(ProbeConfig):
             self.at_least("chunk_size", 1)
         self.one_of("stop", STOPS)
         self.one_of("backend", BACKENDS)
+        self.one_of("operator", OPERATORS)
+        self.at_least("block_k", 1)
+        if self.batch_products is not None:
+            self.at_least("batch_products", 1)
+        if self.include_weight_decay and self.operator != "hessian":
+            raise ValueError("probe.include_weight_decay applies to probe.operator=hessian only")
+        if self.backend == "pyhessian" and self.operator != "hessian":
+            raise ValueError("probe.backend=pyhessian compares Hessians: keep probe.operator=hessian")
+        if not (self.blocks is None or self.blocks == "layer"
+                or (isinstance(self.blocks, list | tuple) and self.blocks
+                    and all(isinstance(b, str) for b in self.blocks))):
+            raise ValueError(
+                f"probe.blocks={self.blocks!r} must be null, 'layer' or a list of parameter-name "
+                "patterns (fnmatch, e.g. ['conv1.*', 'fc*'])"
+            )
 
     def samples_for(self, device: torch.device) -> int:
         """The subset size: ``n_samples``, or the device's default when it is null."""
@@ -167,14 +191,15 @@ INFO = ProbeInfo(
 def _one_repeat(ctx: ProbeContext, cfg: Config, n: int, index: int) -> dict[str, Any]:
     start = time.perf_counter()
     x, y = ctx.probe_data(n, index=index)
-    op = ctx.hessian(x, y, include_weight_decay=cfg.include_weight_decay, chunk_size=cfg.chunk_size)
     seed = cfg.seed + index
+    op = ctx.hessian(x, y, include_weight_decay=cfg.include_weight_decay, chunk_size=cfg.chunk_size,
+                     operator=cfg.operator, seed=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         res = spectrum(op, cfg.k, max_iters=cfg.max_iters, tol=cfg.tol, stop=cfg.stop,
                        certify_iters=cfg.certify_iters, trace_samples=cfg.hutchinson_samples,
                        slq_vectors=cfg.slq_vectors, slq_iters=cfg.slq_iters,
-                       zero_tol=cfg.zero_tol, seed=seed)
+                       zero_tol=cfg.zero_tol, seed=seed, batch=_batch(cfg, ctx))
     for w in caught:
         log.warning("lanczos subset %d: %s", index, w.message)
     grid, density, sigma = res.density(cfg.grid_size)
@@ -208,8 +233,43 @@ def _one_repeat(ctx: ProbeContext, cfg: Config, n: int, index: int) -> dict[str,
     }
     if cfg.backend == "pyhessian":
         out["pyhessian_top"] = [v + op.weight_decay for v in pyhessian_top(ctx, x, y, cfg, seed)]
+    if cfg.blocks is not None and index == 0:
+        out["blocks"] = _blocks(ctx, cfg, op, seed)
+        out["matvecs_by_output"] = {**out["matvecs_by_output"],
+                                    "blocks": sum(b["matvecs"] for b in out["blocks"])}
+        out["matvecs"] = op.n_matvecs
     out["seconds"] = time.perf_counter() - start
     return out
+
+
+def _blocks(ctx: ProbeContext, cfg: Config, op: Any, seed: int) -> list[dict[str, Any]]:
+    """The spectrum of each diagonal block of the operator (subset 0 only: each block costs
+    about as many products as the whole)."""
+    out = []
+    for name, idx in block_indices(ctx.model, cfg.blocks).items():
+        k = min(cfg.block_k, max(1, idx.numel() // 2))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            res = spectrum(Restricted(op, idx), k, max_iters=max(cfg.max_iters, 2 * k), tol=cfg.tol,
+                           stop=cfg.stop, certify_iters=cfg.certify_iters,
+                           trace_samples=max(cfg.hutchinson_samples, 2), slq_vectors=0,
+                           zero_tol=cfg.zero_tol, seed=seed)
+        out.append({
+            "block": name, "dim": int(idx.numel()),
+            "top": res.top, "bottom": res.bottom,
+            "top_certified": res.top_certified, "bottom_certified": res.bottom_certified,
+            "trace": res.trace, "trace_stderr": res.trace_stderr,
+            "matvecs": sum(res.matvecs.values()), "warnings": [str(w.message) for w in caught],
+        })
+    return out
+
+
+def _batch(cfg: Config, ctx: ProbeContext) -> int:
+    """Products per batched call: ``batch_products``, or by device (batched backward passes
+    lose on a CPU: 0.9x the throughput of single products at 256 images, benchmarks/spectrum.py)."""
+    if cfg.batch_products is not None:
+        return cfg.batch_products
+    return 8 if ctx.device.type == "cuda" else 1
 
 
 def _half(ctx: ProbeContext, cfg: Config, n: int) -> dict[str, Any]:
@@ -361,6 +421,8 @@ def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
         "zero_tol": cfg.zero_tol,
         "matvecs": sum(r["matvecs"] for r in repeats) + (half["matvecs"] if half else 0),
         "matvecs_by_output": {**by_output, "half_check": half["matvecs"] if half else 0},
+        "operator": cfg.operator,
+        "blocks": repeats[0].get("blocks"),
         **_pyhessian_summary(repeats),
         "per_repeat": repeats,
     }
@@ -394,8 +456,12 @@ def scalars(result: dict[str, Any]) -> dict[str, float | None]:
 
 
 def plot(result: dict[str, Any]) -> Figure:
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    ax_eig, ax_den = fig.subplots(1, 2)
+    blocks = result.get("blocks")
+    fig = Figure(figsize=(16 if blocks else 11, 4.2), layout="constrained")
+    axes = fig.subplots(1, 3 if blocks else 2)
+    ax_eig, ax_den = axes[0], axes[1]
+    if blocks:
+        _plot_blocks(axes[2], blocks)
     for r in result["per_repeat"]:
         k = len(r["top"])
         (line,) = ax_eig.plot(range(1, k + 1), r["top"], "-", label=f"subset {r['index']}: top")
@@ -437,6 +503,17 @@ def plot(result: dict[str, Any]) -> Figure:
     return fig
 
 
+def _plot_blocks(ax: Any, blocks: list[dict[str, Any]]) -> None:
+    names = [b["block"] for b in blocks]
+    pos = range(len(blocks))
+    ax.bar([p - 0.2 for p in pos], [b["top"][0] for b in blocks], width=0.4, label="λmax of the block")
+    ax.bar([p + 0.2 for p in pos], [b["trace"] for b in blocks], width=0.4,
+           yerr=[b["trace_stderr"] for b in blocks], label="trace ± s.e.")
+    ax.set_xticks(list(pos), names, rotation=45, ha="right", fontsize=7)
+    ax.set(title="per-block (diagonal block) curvature, subset 0", ylabel="eigenvalue / trace")
+    ax.legend(fontsize=7)
+
+
 def lines(result: dict[str, Any]) -> dict[str, tuple[str, dict[str, tuple[list, list]]]]:
     density = {
         f"subset {r['index']}": (r["density_grid"], r["density"]) for r in result["per_repeat"]
@@ -459,7 +536,13 @@ def tables(result: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]
                 eigen.append([r["index"], end, j + 1, value, res, bound, ok])
         for j, value in enumerate(r.get("pyhessian_top", [])):
             eigen.append([r["index"], "pyhessian_top", j + 1, value, None, None, None])
+    out = {}
+    if result.get("blocks"):
+        out["blocks"] = (["block", "dim", "lambda_max", "lambda_min", "trace", "trace_stderr"],
+                         [[b["block"], b["dim"], b["top"][0], b["bottom"][0], b["trace"],
+                           b["trace_stderr"]] for b in result["blocks"]])
     return {
+        **out,
         "density": (["subset", "eigenvalue", "density"], density),
         "eigenvalues": (["subset", "end", "rank", "eigenvalue", "residual", "bound", "certified"],
                         eigen),

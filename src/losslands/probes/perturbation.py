@@ -44,8 +44,9 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from losslands.curvature import lanczos
+from losslands.curvature.operators import CURVATURES, Restricted
 from losslands.directions import filter_normalized_direction
-from losslands.flat import flat_loss, get_flat
+from losslands.flat import block_indices, flat_loss, get_flat
 from losslands.probes.base import ProbeConfig, ProbeContext, ProbeInfo, Scalar
 
 SCALES = ("unit", "filter")
@@ -80,6 +81,8 @@ class Config(ProbeConfig):
     """Options of ``probe=perturbation`` (``conf/probe/perturbation.yaml`` documents each)."""
 
     name: str = "perturbation"
+    operator: str = "hessian"
+    block: str | None = None
     n_samples: int = 5000
     max_iters: int = 100
     tol: float = 1.0e-6
@@ -101,6 +104,7 @@ class Config(ProbeConfig):
         eps_magnitudes(self.eps_min, self.eps_max, self.n_magnitudes)
         self.one_of("random_scale", SCALES)
         self.one_of("loss_dtype", tuple(DTYPES))
+        self.one_of("operator", ("hessian", *CURVATURES))
 
 
 INFO = ProbeInfo(
@@ -112,7 +116,7 @@ INFO = ProbeInfo(
         "fd_curvature_large": Scalar("central-difference curvature along v at the largest step", "loss"),
         "loss_range": Scalar("max - min loss over the step grid along v", "loss"),
         "random_curvature_small": Scalar("central-difference curvature along the random direction (per unit length), smallest step", "loss"),
-        "rel_error_small": Scalar("|fd_curvature_small - lambda_top| / |lambda_top|"),
+        "rel_error_small": Scalar("|fd_curvature_small - v^T H v| / |v^T H v| (v^T H v = lambda_top for the full Hessian)"),
     },
     table=["lambda_top", "fd_curvature_small", "fd_curvature_large", "loss_range",
            "random_curvature_small"],
@@ -147,17 +151,31 @@ def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
     magnitudes = eps_magnitudes(cfg.eps_min, cfg.eps_max, cfg.n_magnitudes)
     grid = symmetric_grid(magnitudes)
     x, y = ctx.probe_data(cfg.n_samples, index=0)
-    op = ctx.hessian(x, y, chunk_size=cfg.chunk_size)
+    hessian = ctx.hessian(x, y, chunk_size=cfg.chunk_size)
+    op = hessian if cfg.operator == "hessian" else ctx.hessian(
+        x, y, chunk_size=cfg.chunk_size, operator=cfg.operator, seed=cfg.seed)
+    index = None
+    if cfg.block is not None:
+        (index,) = block_indices(ctx.model, [cfg.block]).values()
+        op = Restricted(op, index)
     # only the top pair is used: the (clustered) bottom end must not hold up the stopping test
     eig = lanczos(op, 1, max_iters=cfg.max_iters, tol=cfg.tol, seed=cfg.seed, which="top")
     lambda_top = float(eig.top[0])
+    top_vector = eig.top_vectors[0]
+    if index is not None:  # the block's eigenvector, zero on every other parameter
+        top_vector = torch.zeros(hessian.dim, dtype=top_vector.dtype, device=top_vector.device)
+        top_vector[index] = eig.top_vectors[0]
+    # what the loss's second difference along v measures: v^T H v, which is lambda_top itself
+    # for the full Hessian; for a block or another matrix one Hessian product gives it
+    curvature_ref = lambda_top if cfg.operator == "hessian" and index is None else float(
+        top_vector.double() @ hessian.matvec(top_vector).double())
 
     generator = torch.Generator().manual_seed(cfg.seed)
     d = filter_normalized_direction(ctx.model, generator)
     filter_norm = float(d.norm())
     if cfg.random_scale == "unit":
         d = d / filter_norm
-    rayleigh = float(d.double() @ op.matvec(d).double()) / float(d.double() @ d.double())
+    rayleigh = float(d.double() @ hessian.matvec(d).double()) / float(d.double() @ d.double())
 
     dtype = DTYPES[cfg.loss_dtype]
     model = copy.deepcopy(ctx.model).to(dtype).eval()
@@ -165,7 +183,7 @@ def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
     batches = [(x[i : i + bs].to(dtype), y[i : i + bs]) for i in range(0, x.shape[0], bs)]
     loss = flat_loss(model, ctx.loss_fn, batches)
     theta = get_flat(model)
-    v = eig.top_vectors[0].to(dtype)
+    v = top_vector.to(dtype)
     top = _profile(loss, theta, v, grid, magnitudes, float(v.double().norm()) ** 2)
     rand = _profile(loss, theta, d.to(dtype), grid, magnitudes, float(d.double().norm()) ** 2)
     return {
@@ -181,7 +199,10 @@ def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
         "curvature_top": top["curvature"],
         "fd_curvature_small": top["curvature"][0],
         "fd_curvature_large": top["curvature"][-1],
-        "rel_error_small": abs(top["curvature"][0] - lambda_top) / abs(lambda_top),
+        "rel_error_small": abs(top["curvature"][0] - curvature_ref) / abs(curvature_ref),
+        "hessian_curvature_top": curvature_ref,
+        "operator": cfg.operator,
+        "block": cfg.block,
         "loss_range": top["loss_range"],
         "random_scale": cfg.random_scale,
         "random_filter_norm": filter_norm,

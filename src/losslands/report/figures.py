@@ -161,15 +161,22 @@ def path_curves(jobs: list[Job]) -> Figure | None:
 
 
 def intrinsic_dimension(jobs: list[Job]) -> Figure | None:
+    """Test accuracy of every subspace training per optimizer (searched d differ between seeds),
+    the 90% targets (dotted) and each job's d_int90 (dashed)."""
     by_opt = _by(probe_records(jobs, "intrinsic_dim"), lambda r: r["optimizer"])
     if not by_opt:
         return None
     fig, (ax,) = _panels(1, width=6)
     for opt, results in by_opt.items():
-        _band(ax, results[0]["dims"], [r["acc_mean"] for r in results], opt, _color(opt))
+        pts = sorted((run["d"], run["test_acc"]) for r in results for run in r.get("runs", []))
+        ax.plot([d for d, _ in pts], [a for _, a in pts], "o", ms=4, color=_color(opt), label=opt)
         ax.axhline(np.mean([r["target_acc"] for r in results]), color=_color(opt), ls=":", lw=1)
+        for r in results:
+            if r.get("d_int90") is not None:
+                ax.axvline(r["d_int90"], color=_color(opt), ls="--", lw=0.8)
     ax.set(xscale="log", xlabel="subspace dimension d", ylabel="test accuracy",
-           title="Intrinsic dimension (dotted: 90% of full-space accuracy)")
+           title="Intrinsic dimension (dotted: 90% of full-space accuracy; dashed: d_int90)")
+    ax.legend(fontsize=8)
     return _done(fig, ax)
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from losslands.io import _atomic, save_figure
-from losslands.report import figures
 from losslands.probes.base import available_probes, load_probe
+from losslands.report import figures
 from losslands.report.definitions import definitions
 from losslands.report.load import Job, Problem, probe_records, scan_sweep, trainings
 from losslands.report.tables import (

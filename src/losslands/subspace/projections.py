@@ -13,6 +13,8 @@ unit length. Three constructions trade memory for speed:
 
 Every projection is generated on the CPU from ``torch.Generator().manual_seed(seed)`` and then
 moved, so a seed gives the same matrix on every device.
+
+Over ~300 lines: three projections on one interface, each short.
 """
 
 from __future__ import annotations

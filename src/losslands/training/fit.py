@@ -173,7 +173,7 @@ def train_or_reuse(cfg: DictConfig, *, datamodule=None, loggers=(), force: bool 
     key = training_hash(tcfg)
     if cfg.get("weights"):
         return _external(cfg, tcfg, key)
-    cache = TrainingCache(cfg.paths.cache)
+    cache = TrainingCache(cfg.dirs.cache)
     if not force and cache.is_complete(key):
         trained = _load(cfg, cache, key, set_aside_unreadable=False)
         if trained is not None:

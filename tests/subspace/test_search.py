@@ -1,0 +1,44 @@
+"""search_dimension on monotone closed forms: it finds the exact threshold in few evaluations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from losslands.subspace.search import search_dimension
+
+
+@pytest.mark.parametrize("threshold", [1, 7, 100, 2999, 30000, 183242])
+def test_finds_the_threshold_of_a_step_function(threshold):
+    calls = []
+
+    def score(d):
+        calls.append(d)
+        return 1.0 if d >= threshold else 0.0
+
+    res = search_dimension(score, 0.5, d_start=1000, d_max=183242, growth=3.0, resolution=1e-9)
+    assert res.d_int == threshold and res.resolved
+    assert res.d_below is None if threshold == 1 else res.d_below == threshold - 1
+    assert len(calls) == len(set(calls)) <= 30  # each d trained once; ~log3 + log2 steps
+
+
+def test_stops_at_the_resolution_and_interpolates():
+    def score(d):  # accuracy rising linearly in log d, crossing 0.5 at d = 5000
+        return 0.5 + 0.1 * math.log(d / 5000)
+
+    res = search_dimension(score, 0.5, d_start=1000, d_max=10**6, resolution=0.25)
+    assert res.d_below < 5000 <= res.d_int and res.d_int / res.d_below <= 1.25
+    assert res.d_interp == pytest.approx(5000, rel=1e-9)  # exact for a log-linear curve
+    assert len(res.tried) <= 6
+
+
+def test_not_reached_reports_none_with_the_largest_failure():
+    res = search_dimension(lambda d: 0.0, 0.5, d_start=10, d_max=500, growth=4.0)
+    assert res.d_int is None and res.d_below == 500 and not res.resolved
+    assert [d for d, _ in res.tried] == [10, 40, 160, 500]
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="d_start"):
+        search_dimension(lambda d: 1.0, 0.5, d_start=0, d_max=10)
