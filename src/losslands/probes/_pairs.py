@@ -86,7 +86,7 @@ def other_overrides(
     if not isinstance(other, Mapping) or not other:
         raise ValueError(
             f"probe.other must be a non-empty mapping of training overrides, got {other!r}; "
-            "e.g. probe.other.optimizer=sgd or probe.other.seed=1"
+            "e.g. probe.other.optimizer=sgd or +probe.other.seed=1"
         )
     return dict(other)
 

@@ -86,9 +86,9 @@ class Config(ProbeConfig):
     max_iters: int = 200
     tol: float = 1.0e-4
     stop: str = "eigenvalue"
-    certify_iters: int = 30
+    certify_iters: int = 20
     hutchinson_samples: int = 10
-    slq_vectors: int = 2
+    slq_vectors: int = 1
     slq_iters: int = 30
     grid_size: int = 500
     zero_tol: float = 1.0e-4
