@@ -53,8 +53,11 @@ study: install
 	$(PY) -m losslands -m experiment=seed_study $(RUN_ARGS)
 
 # The same grid at sizes that fit 2 CPU cores in a few hours (sizes: conf/probe_size/cpu_*.yaml).
+# Written to results/seed_study_cpu (committed); a rerun continues from the committed results.
 study-cpu: install
 	$(PY) -m losslands -m experiment=study_cpu $(RUN_ARGS)
+	$(PY) -m losslands -m experiment=study_cpu_cross $(RUN_ARGS)
+	$(PY) -m losslands.report results/seed_study_cpu
 
 smoke-study: install
 	$(PY) -m losslands -m experiment=smoke_study $(RUN_ARGS)

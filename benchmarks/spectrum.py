@@ -41,12 +41,20 @@ from losslands.curvature import HessianOperator, hutchinson_trace, lanczos
 from losslands.curvature.spectrum import Deflated, spectrum
 from losslands.curvature.trace import probe_vectors
 from losslands.models.small_cnn import SmallCNN
+from losslands.probes.runner import exact_float32
 
 
 def _timed(fn):
+    _sync()
     start = time.perf_counter()
     out = fn()
+    _sync()
     return time.perf_counter() - start, out
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def _rel_err(values, reference) -> float:
@@ -75,7 +83,7 @@ def bench_products(model, loss_fn, x, y, repeats: int) -> dict[str, float]:
     ours = HessianOperator(model, loss_fn, (x, y))
     params = [p for p in model.parameters() if p.requires_grad]
     theirs = HessianLinearOperator(model, loss_fn, params, [(x, y)], check_deterministic=False)
-    v = torch.randn(ours.dim, generator=torch.Generator().manual_seed(1))
+    v = torch.randn(ours.dim, generator=torch.Generator().manual_seed(1)).to(x.device)
     ours.matvec(v)  # build the graph once, as every later product reuses it
     t_ours = sorted(_timed(lambda: ours.matvec(v))[0] for _ in range(repeats))[repeats // 2]
     t_theirs = sorted(_timed(lambda: theirs @ v)[0] for _ in range(repeats))[repeats // 2]
@@ -95,13 +103,31 @@ def bench_products(model, loss_fn, x, y, repeats: int) -> dict[str, float]:
     print(f"curvlinops GGNLinearOperator:      {t_ggn_theirs:.3f} s  (losslands / curvlinops = "
           f"{t_ggn / t_ggn_theirs:.2f}x)")
     out["ggn"], out["ggn_curvlinops"] = t_ggn, t_ggn_theirs
-    for b in (4, 8):
-        vs = torch.randn(b, ours.dim, generator=torch.Generator().manual_seed(2))
+    for b in (4, 8, 16):
+        vs = torch.randn(b, ours.dim, generator=torch.Generator().manual_seed(2)).to(x.device)
         t_b = sorted(_timed(lambda vs=vs: ours.matmat(vs))[0] for _ in range(repeats))[repeats // 2]
         print(f"batched matmat, {b} vectors: {t_b / b:.3f} s per vector "
               f"({t_ours / (t_b / b):.2f}x the throughput of single products)")
         out[f"matmat{b}"] = t_b / b
+    if x.device.type == "cuda":
+        _tf32_effect(ours, v, repeats)
     return out
+
+
+def _tf32_effect(op: HessianOperator, v: torch.Tensor, repeats: int) -> None:
+    """What TF32 (cuDNN's default on a GPU) does to a Hessian-vector product: time and error."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        exact = op.matvec(v)
+        t_exact = sorted(_timed(lambda: op.matvec(v))[0] for _ in range(repeats))[repeats // 2]
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        fast = op.matvec(v)
+        t_fast = sorted(_timed(lambda: op.matvec(v))[0] for _ in range(repeats))[repeats // 2]
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    err = float((fast - exact).norm() / exact.norm())
+    print(f"TF32 on: {t_fast:.4f} s per product ({t_exact / t_fast:.2f}x float32's speed), "
+          f"relative error of the product {err:.1e} (the probes run with TF32 off)")
 
 
 def reference(model, loss_fn, x, y, k: int, ref_tol: float, trace_samples: int) -> dict:
@@ -215,7 +241,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--weights", default=None, help="a SmallCNN state dict (model.pt)")
     parser.add_argument("--products-only", action="store_true", help="only the per-product times")
+    parser.add_argument("--device", default="cpu", help="cuda: per-product times on the GPU "
+                        "(with --products-only)")
+    parser.add_argument("--variance-only", action="store_true",
+                        help="only the trace standard error, deflated vs plain Hutchinson")
     args = parser.parse_args(argv)
+    if args.device != "cpu" and not (args.products_only or args.variance_only):
+        parser.error("--device applies to --products-only and --variance-only (the full comparison "
+                     "runs on the CPU)")
     if args.threads:
         torch.set_num_threads(args.threads)
     x, y = _data(args.samples)
@@ -227,10 +260,23 @@ def main(argv: list[str] | None = None) -> None:
         what = f"weights {args.weights}"
     else:
         model, what = _trained_model(x, y, args.train_steps), f"{args.train_steps} SGD steps"
+    device = torch.device(args.device)
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
     print(f"# spectrum benchmark: SmallCNN ({what}), {args.samples} {source} samples, k={args.k}, "
-          f"tol={args.tol}, CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
+          f"tol={args.tol}, {where}, torch {torch.__version__}")
     loss_fn = nn.CrossEntropyLoss()
-    per_product = bench_products(model, loss_fn, x, y, args.repeats)
+    if args.variance_only:
+        with exact_float32():
+            x, y = x.to(device), y.to(device)
+            ref = reference(model.to(device), loss_fn, x, y, args.k, args.ref_tol, args.ref_trace_samples)
+            ratio = bench_trace_variance(model, loss_fn, x, y, ref, args.trace_samples + 2 * 30 + 2)
+        print(f"trace s.e. plain Hutchinson / deflated at equal products: {ratio:.2f}x (target >= 3x): "
+              f"{'met' if ratio >= 3 else 'NOT met'}")
+        return
+    with exact_float32():
+        per_product = bench_products(model.to(device), loss_fn, x.to(device), y.to(device),
+                                     args.repeats)
     if args.products_only:
         return
     ref = reference(model, loss_fn, x, y, args.k, args.ref_tol, args.ref_trace_samples)

@@ -7,7 +7,7 @@ Lanczos (top end, eigenvalue-bound stopping) and the deflated trace ± standard 
 The table behind the probe's defaults (README, "Spectrum cost and size").
 
 Run: ``LOSSLANDS_CIFAR10_ROOT=... python benchmarks/spectrum_vs_n.py --weights sgd=<cache>/<hash>/model.pt
-momentum=... adamw=... [--ns 256 512 1024 2048]``.
+momentum=... adamw=... [--ns 256 512 1024 2048] [--device cuda]``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from losslands.data.augment import normalize
 from losslands.data.cifar10 import read_cifar10
 from losslands.data.loader import TensorSplits
 from losslands.models.small_cnn import SmallCNN
+from losslands.probes.runner import exact_float32
 
 
 def _splits(n_random: int) -> TensorSplits:
@@ -39,6 +40,12 @@ def _splits(n_random: int) -> TensorSplits:
     return TensorSplits((x, torch.randint(0, 10, (n_random,), generator=g)), transform=normalize)
 
 
+def _where(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", nargs="*", default=[], help="name=path/to/model.pt ...")
@@ -48,7 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tol", type=float, default=1e-3)
     parser.add_argument("--trace-samples", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--chunk-size", type=int, default=1000, help="images per backward pass")
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     models = {}
@@ -57,10 +67,10 @@ def main(argv: list[str] | None = None) -> None:
         model = SmallCNN()
         if path != "random":
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        models[name] = model.eval()
+        models[name] = model.eval().to(device)
     data = _splits(max(args.ns) * args.subsets)
     print(f"# lambda_max and trace vs n: SmallCNN, k={args.k}, tol={args.tol}, "
-          f"{args.subsets} disjoint subsets per n, {torch.get_num_threads()} threads")
+          f"{args.subsets} disjoint subsets per n, {_where(device)}, torch {torch.__version__}")
     print("| model | n | lambda_max (per subset) | mean ± s.e. | trace ± s.e. (mean of subsets) | "
           "products | seconds |")
     print("|---|---|---|---|---|---|---|")
@@ -69,8 +79,9 @@ def main(argv: list[str] | None = None) -> None:
             tops, traces, ses, products, start = [], [], [], 0, time.perf_counter()
             for i in range(args.subsets):
                 x, y = data.probe_subset(n, index=i)
-                op = HessianOperator(model, nn.CrossEntropyLoss(), (x, y), chunk_size=1000)
-                with warnings.catch_warnings():
+                op = HessianOperator(model, nn.CrossEntropyLoss(), (x.to(device), y.to(device)),
+                                     chunk_size=args.chunk_size)
+                with warnings.catch_warnings(), exact_float32():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     res = spectrum(op, args.k, max_iters=150, tol=args.tol, certify_iters=0,
                                    trace_samples=args.trace_samples, slq_vectors=0, seed=i)

@@ -19,6 +19,7 @@ CASES = {
                   "--threads", "1"],
     "distributed": ["--samples", "16", "--processes", "2", "--repeats", "1", "--k", "1",
                     "--max-iters", "6", "--certify-iters", "3", "--trace-samples", "2"],
+    "layers_and_ggn": ["--samples", "16", "--subsets", "2", "--k", "1", "--device", "cpu"],
     "paths": ["--samples", "32", "--batch", "16", "--steps", "1", "--skip-projections"],
     "spectrum": ["--samples", "8", "--train-steps", "2", "--repeats", "1", "--k", "2",
                  "--ref-trace-samples", "3", "--trace-samples", "2", "--pyhessian-top", "1",
@@ -31,12 +32,19 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+VARIANTS = {  # other modes of the same scripts
+    "spectrum --variance-only": ("spectrum", ["--variance-only", "--samples", "8", "--k", "2",
+                                              "--ref-trace-samples", "3", "--trace-samples", "2"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES) + sorted(VARIANTS))
 def test_benchmark_runs(name, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("LOSSLANDS_CIFAR10_ROOT", None)  # random data: the check is that the script runs
+    script, args = VARIANTS.get(name, (name, CASES.get(name)))
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *CASES[name]],
+        [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *args],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

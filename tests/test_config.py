@@ -162,3 +162,17 @@ def test_smoke_experiment_composes_with_synthetic_data(tmp_path):
     dm = build_datamodule(cfg)
     assert dm.train_x.shape[0] == cfg.data.train_subset
     assert dm.test_x.shape[0] == cfg.data.val_subset
+
+
+def test_cross_seed_study_pairs_each_seed_with_the_next(tmp_path):
+    from omegaconf import OmegaConf
+
+    from losslands.config import next_seed, register_resolvers
+
+    register_resolvers()
+    for seed, partner in ((0, 1), (1, 2), (2, 0)):
+        cfg = compose_cfg(tmp_path, "experiment=study_cpu_cross", f"seed={seed}", "optimizer=adamw")
+        assert OmegaConf.to_container(cfg.probe.other, resolve=True) == {"optimizer": "adamw", "seed": partner}
+        assert cfg.probe.name == "interpolation"
+    with pytest.raises(ValueError, match="outside 0..2"):
+        next_seed(3, 3)

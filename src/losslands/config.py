@@ -32,11 +32,24 @@ def _run_id(pid: int) -> str:
     return f"{pid}-{secrets.token_hex(2)}"
 
 
+def next_seed(seed: int, count: int) -> int:
+    """The seed after ``seed`` among ``0 .. count-1``, cyclically: the cross-seed partner of a
+    study's pairwise probes (``${losslands.next_seed:${seed},3}``)."""
+    seed, count = int(seed), int(count)
+    if not 0 <= seed < count:
+        raise ValueError(f"seed={seed} is outside 0..{count - 1}: the cross-seed pairing needs the "
+                         f"study's seeds to be 0..{count - 1}")
+    return (seed + 1) % count
+
+
 def register_resolvers() -> None:
-    """Register ``${losslands.run_id:}`` (see :func:`run_id`). Idempotent; called by the entry
-    point before Hydra resolves the run folder."""
+    """Register ``${losslands.run_id:}`` (see :func:`run_id`) and ``${losslands.next_seed:}``
+    (see :func:`next_seed`). Idempotent; called by the entry point before Hydra resolves the
+    run folder."""
     if not OmegaConf.has_resolver("losslands.run_id"):
         OmegaConf.register_new_resolver("losslands.run_id", run_id)
+    if not OmegaConf.has_resolver("losslands.next_seed"):
+        OmegaConf.register_new_resolver("losslands.next_seed", next_seed)
 
 
 def conf_dir() -> Path:

@@ -26,6 +26,7 @@ from losslands.training.fit import (
     build_datamodule,
     build_model,
     build_optimizer,
+    ddp_participant,
     model_name,
     train_or_reuse,
 )
@@ -97,6 +98,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("threads"):
         # parallel jobs on one CPU each defaulting to all cores slow each other down many-fold
         torch.set_num_threads(int(cfg.threads))
+    if ddp_participant():
+        # a rank > 0 of Lightning's DDP training, started by rank 0's fit: train, write nothing
+        train_or_reuse(cfg)
+        return {}
     out = Path(cfg.dirs.output)
     out.mkdir(parents=True, exist_ok=True)
     probe_name = cfg.probe.name

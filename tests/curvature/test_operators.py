@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from losslands.curvature import HessianOperator, lanczos
+from losslands.curvature.operators import auto_method
 from losslands.flat import flat_loss, get_flat, set_flat
 
 METHODS = ["graph", "double_backward", "jvp"]
@@ -89,6 +90,52 @@ def test_auto_method_threshold(tiny_mlp):
     assert HessianOperator(model, nn.CrossEntropyLoss(), data).method == "graph"
     op = HessianOperator(model, nn.CrossEntropyLoss(), data, graph_max_samples=10)
     assert op.method == "double_backward"
+    assert auto_method(torch.device("cuda"), 10, 10_000) == "jvp"  # 4.6x faster on an H200
+    assert auto_method(torch.device("cpu"), 10, 10_000) == "graph"
+
+
+class _NoForwardAD(torch.autograd.Function):
+    """tanh with a backward (twice differentiable through autograd) but no forward-mode rule."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (1 - y * y)
+
+
+def test_auto_falls_back_to_double_backward_without_forward_ad(monkeypatch):
+    """A GPU's auto method is forward-over-reverse; a model whose ops lack forward-mode AD still
+    gets exact products (double backward) and a warning that says so."""
+    from losslands.curvature import operators
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 5).double(), nn.Linear(5, 3).double()
+
+        def forward(self, x):
+            return self.b(_NoForwardAD.apply(self.a(x)))
+
+    torch.manual_seed(0)
+    model, data = Net(), _mlp_batches()
+    monkeypatch.setattr(operators, "auto_method", lambda *a: "jvp")
+    op = HessianOperator(model, nn.CrossEntropyLoss(), data)
+    assert op.method == "jvp"
+    v = torch.randn(op.dim, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="double backward"):
+        hv = op.matvec(v)
+    assert op.method == "double_backward"
+    # reverse-over-reverse ground truth (torch.func.hessian needs the forward-mode rule)
+    dense = torch.autograd.functional.hessian(flat_loss(model, nn.CrossEntropyLoss(), data), get_flat(model))
+    assert torch.allclose(hv, dense @ v, atol=1e-10)
+    with pytest.raises((NotImplementedError, RuntimeError)):  # an explicit method is not changed
+        HessianOperator(model, nn.CrossEntropyLoss(), data, method="jvp").matvec(v)
 
 
 def test_weight_decay_adds_exactly_wd_identity(tiny_mlp, dense_hessian, operator_matrix):

@@ -112,3 +112,33 @@ def test_dense_operator_protocol_is_exported():
     op = DenseOperator(torch.diag(torch.tensor([3.0, 1.0, -2.0], dtype=torch.float64)))
     assert isinstance(op.dim, int) and hasattr(Operator, "matvec")
     assert lanczos(op, 1, max_iters=3).top[0] == pytest.approx(3.0)
+
+
+def test_probes_run_without_tf32_and_restore_the_flags(monkeypatch):
+    """cuDNN's TF32 default perturbs curvature products ~1e-3 relative on a GPU: a probe sees
+    TF32 off, also when it fails, and the caller's settings come back."""
+    import types
+
+    from losslands.probes import runner
+
+    seen = []
+
+    def fake_run(ctx, cfg):
+        seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        if len(seen) == 2:
+            raise RuntimeError("boom")
+        return {}
+
+    monkeypatch.setattr(runner, "load_probe", lambda name: types.SimpleNamespace(run=fake_run))
+    ctx = types.SimpleNamespace(train_key="k", optimizer_name="o", seed=0, model_name="m", shard=None)
+    cfg = types.SimpleNamespace(to_dict=lambda: {})
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:  # torch's flags are module properties that monkeypatch cannot swap
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        runner.run_probe("fake", ctx, cfg)
+        with pytest.raises(RuntimeError, match="boom"):
+            runner.run_probe("fake", ctx, cfg)
+        assert seen == [(False, False), (False, False)]
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

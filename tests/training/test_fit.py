@@ -164,3 +164,16 @@ def test_threads_knob_sets_torch_threads(tmp_path):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_lightning_ddp_training_caches_one_checkpoint(tmp_path):
+    """trainer.devices=2 +trainer.strategy=ddp: Lightning starts rank 1 from rank 0's fit; rank 1
+    must not wait for rank 0's cache lock (it did: a deadlock) nor write any file."""
+    r = run_cli(*TINY, "trainer.devices=2", "+trainer.strategy=ddp", "probe=none", "logger=csv",
+                "hydra.run.dir=job", cwd=tmp_path, timeout=300)
+    assert "GLOBAL_RANK: 1" in r.stdout + r.stderr  # two processes trained
+    entries = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    assert len(entries) == 1 and (entries[0] / "model.pt").exists()
+    cached = read_json(entries[0] / "train_summary.json")
+    assert cached["status"] == "completed" and cached["epochs"] == 2
+    assert read_json(tmp_path / "job" / "train_summary.json")["status"] == "completed"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import platform
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +24,47 @@ from losslands.probes.base import (
     load_probe,
     make_config,
 )
+
+
+@contextlib.contextmanager
+def exact_float32() -> Iterator[None]:
+    """Run float32 convolutions and matrix products in full float32, not TF32.
+
+    On NVIDIA GPUs since Ampere, cuDNN convolutions default to TF32, which rounds their inputs
+    to a 10-bit mantissa (~5e-4 relative), coarser than the probes' eigenvalue tolerances.
+    Probes therefore run with TF32 off; the previous settings come back afterwards. No effect
+    on a CPU.
+    """
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def machine(device: torch.device | None = None) -> dict[str, Any]:
+    """Where a result was computed, for its ``seconds`` to be read against: platform, CPU,
+    threads, accelerator and library versions."""
+    out: dict[str, Any] = {
+        "platform": platform.platform(), "processor": _cpu_name(),
+        "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+        "python": platform.python_version(), "torch": torch.__version__,
+    }
+    if device is not None and device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:  # Linux names the model here; platform.processor() does not
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 class Sink(Protocol):
@@ -56,6 +100,7 @@ def run_probe(
         "probe": name, "schema": SCHEMA, "config": cfg.to_dict(),
         "train_hash": ctx.train_key, "probe_key": pkey,
         "optimizer": ctx.optimizer_name, "seed": ctx.seed, "model": ctx.model_name,
+        "machine": machine(getattr(ctx, "device", None)),
     }
     main = ctx.shard is None or ctx.shard.is_main
     path = Path(out) / "probes" / f"{name}.json" if out is not None and main else None
@@ -65,7 +110,8 @@ def run_probe(
         sink = sink if main else None
     start = time.perf_counter()
     try:
-        result = mod.run(ctx, cfg)
+        with exact_float32():
+            result = mod.run(ctx, cfg)
     except Exception:
         record.update(status="failed", seconds=time.perf_counter() - start, error=traceback.format_exc())
         if path is not None:

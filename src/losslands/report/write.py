@@ -14,6 +14,7 @@ from losslands.io import _atomic, save_figure
 from losslands.probes.base import available_probes, load_probe
 from losslands.report import figures
 from losslands.report.definitions import definitions
+from losslands.report.findings import findings_section
 from losslands.report.load import Job, Problem, probe_records, scan_sweep, trainings
 from losslands.report.tables import (
     epochs_to_fraction,
@@ -101,6 +102,35 @@ def _pair(rec: dict[str, Any]) -> str:
     return f"{rec.get('optimizer')}-{res['other']}" if res.get("other") else ""
 
 
+def cost_table(jobs: list[Job]) -> str:
+    """Wall time per probe (sum over jobs and per job) and per training, and the machines."""
+    rows, machines = [], {}
+    train = [s.get("train_seconds") for s in trainings(jobs) if s.get("status", "completed") == "completed"]
+    train = [float(t) for t in train if isinstance(t, int | float)]
+    if train:
+        rows.append(("training", len(train), sum(train)))
+    for probe in available_probes():
+        recs = probe_records(jobs, probe)
+        secs = [float(r["seconds"]) for r in recs if isinstance(r.get("seconds"), int | float)]
+        for r in recs:
+            m = r.get("machine") or {}
+            if m:
+                machines[(m.get("processor"), m.get("threads"), m.get("gpu"), m.get("torch"))] = m
+        if secs:
+            rows.append((probe, len(secs), sum(secs)))
+    lines = ["| work | jobs | wall time, total | per job |", "|---|---|---|---|"]
+    lines += [f"| {name} | {n} | {total / 60:.1f} min | {total / n / 60:.1f} min |" for name, n, total in rows]
+    if rows:
+        lines.append(f"| all | | {sum(t for *_, t in rows) / 3600:.2f} h | |")
+    text = "\n".join(lines) + "\n"
+    if machines:
+        text += "\nMachines: " + "; ".join(
+            f"{m.get('processor')} ({m.get('cpus')} CPUs, {m.get('threads')} threads"
+            + (f", {m['gpu']}" if m.get("gpu") else "") + f"), {m.get('platform')}, torch {m.get('torch')}"
+            for m in machines.values()) + "\n"
+    return text
+
+
 def training_table(jobs: list[Job]) -> tuple[str, dict]:
     groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for s in trainings(jobs):
@@ -156,6 +186,7 @@ def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str 
         md += [f"**{len(problems)} jobs or files failed or could not be read** (listed below).\n",
                problems_section(problems)]
 
+    md.append(findings_section(jobs))
     tables: dict[str, dict] = {}
     text, tables["training"] = training_table(jobs)
     md += ["## Training\n", text]
@@ -171,6 +202,7 @@ def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str 
     if tables["paths"]:
         md += ["## Paths between solutions (barriers per optimizer pair)\n", text]
 
+    md += ["## Cost\n", cost_table(jobs)]
     fig_dir = sweep_dir / "figures"
     images = []
     for name, fig in figures.all_figures(jobs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import warnings
@@ -174,6 +175,10 @@ def train_or_reuse(cfg: DictConfig, *, datamodule=None, loggers=(), force: bool 
     if cfg.get("weights"):
         return _external(cfg, tcfg, key)
     cache = TrainingCache(cfg.dirs.cache)
+    if ddp_participant():
+        # rank 0 holds the cache lock and started this process from inside its own fit:
+        # train alongside it and leave the cache to it (taking the lock here would deadlock)
+        return _train(cfg, cache, key, tcfg, datamodule, loggers, force=False, write=False)
     if not force and cache.is_complete(key):
         trained = _load(cfg, cache, key, set_aside_unreadable=False)
         if trained is not None:
@@ -203,11 +208,23 @@ def _external(cfg: DictConfig, tcfg: dict, key: str) -> Trained:
     return Trained(model, summary, key, Path(info.path), trained_now=False)
 
 
-def _train(cfg, cache: TrainingCache, key: str, tcfg: dict, datamodule, loggers, force: bool) -> Trained:
+def ddp_participant() -> bool:
+    """True in a process that Lightning's DDP launcher started for a rank other than 0
+    (``trainer.devices=N +trainer.strategy=ddp``): it trains, but rank 0 alone writes the
+    cache, the job folder and the logs. Under torchrun or SLURM (``RANK`` set),
+    :mod:`losslands.launch` trains on rank 0 alone instead."""
+    if "RANK" in os.environ:
+        return False
+    return int(os.environ.get("LOCAL_RANK", "0") or 0) > 0 or int(os.environ.get("NODE_RANK", "0") or 0) > 0
+
+
+def _train(cfg, cache: TrainingCache, key: str, tcfg: dict, datamodule, loggers, force: bool,
+           write: bool = True) -> Trained:
     out = cache.path(key)
-    if force and out.exists():
+    if write and force and out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "last.ckpt"
     resume = ckpt if ckpt.exists() and _readable_checkpoint(ckpt) else None
 
@@ -230,26 +247,29 @@ def _train(cfg, cache: TrainingCache, key: str, tcfg: dict, datamodule, loggers,
         "status": "running", "hash": key, "config": tcfg, "n_params": num_params(model),
         "resumed_from": str(resume) if resume else None, "losslands": __version__,
     }
-    write_json(out / "train_summary.json", summary)
+    if write:
+        write_json(out / "train_summary.json", summary)
     start = time.perf_counter()
     # The cache folder already holds the summary (and, on resume, the checkpoint) by design.
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     except DivergenceError as e:
-        e.training_summary = _finish(out, summary, module, start, status="diverged", error=str(e))
+        e.training_summary = _finish(out, summary, module, start, status="diverged", error=str(e), write=write)
         raise
     except BaseException as e:
-        e.training_summary = _finish(out, summary, module, start, status="interrupted", error=repr(e))
+        e.training_summary = _finish(out, summary, module, start, status="interrupted", error=repr(e),
+                                     write=write)
         raise
     if trainer.interrupted:
         e = KeyboardInterrupt("training interrupted; rerun the same command to resume")
         e.training_summary = _finish(out, summary, module, start, status="interrupted",
-                                     error="interrupted by the user")
+                                     error="interrupted by the user", write=write)
         raise e
     model = model.cpu()
-    save_torch(out / "model.pt", model.state_dict())
-    summary = _finish(out, summary, module, start, status="completed")
+    if write:
+        save_torch(out / "model.pt", model.state_dict())
+    summary = _finish(out, summary, module, start, status="completed", write=write)
     return Trained(model, summary, key, out, trained_now=True)
 
 
@@ -270,7 +290,8 @@ def failed_training_summary(cfg: DictConfig, error: BaseException) -> dict[str, 
     return summary if summary.get("hash") == key else None
 
 
-def _finish(out: Path, summary: dict, module: Classifier, start: float, status: str, error: str | None = None) -> dict:
+def _finish(out: Path, summary: dict, module: Classifier, start: float, status: str, error: str | None = None,
+            write: bool = True) -> dict:
     history = module.history
     final = {k: v for k, v in (history[-1] if history else {}).items() if "/" in k}
     summary = {
@@ -284,5 +305,6 @@ def _finish(out: Path, summary: dict, module: Classifier, start: float, status: 
         "wall_seconds": time.perf_counter() - start,
         "train_seconds": sum(h.get("seconds", 0.0) for h in history),
     }
-    write_json(out / "train_summary.json", summary)
+    if write:
+        write_json(out / "train_summary.json", summary)
     return summary

@@ -1,0 +1,353 @@
+"""The report's opening section: the reference study's claims, each checked against the sweep.
+
+Every claim gets a verdict from the per-seed numbers, the numbers themselves (mean ± std and the
+count of seeds) and, where the data do not settle it, what would. The rules are fixed here so
+that a verdict means the same in every report:
+
+- **A difference** between two optimizers counts when it exceeds twice its standard error,
+  ``|m1 - m2| > 2 sqrt(s1²/n1 + s2²/n2)`` (about a 95% interval; with three seeds a t-interval
+  would be wider, so a verdict at the margin is marked so). Otherwise it is unresolved, and the
+  seeds that would resolve a difference of the observed size are ``n (2 se / |d|)²``.
+- **A sign** (a negative lambda_min) counts when the mean is beyond 2 standard errors of zero
+  and every seed agrees.
+- **Connected** (a barrier of nothing): mean barrier + 2 s.e. below :data:`CONNECTED_BARRIER`.
+  A barrier is also read against the cross-seed baseline (two seeds of one optimizer) when the
+  sweep has it.
+- **Sizeable fraction** (intrinsic dimension): at least :data:`SIZEABLE_FRACTION` of the
+  parameters.
+
+Claims are those of earlier analyses of the reference setup (the study issue lists them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from losslands.report.load import Job, probe_records, trainings
+from losslands.report.tables import epochs_to_fraction, scalar_value
+from losslands.stats import mean_std
+
+#: Barrier (nats of train loss) below which two solutions count as connected.
+CONNECTED_BARRIER = 0.05
+#: Fraction of the parameter count from which an intrinsic dimension counts as sizeable.
+SIZEABLE_FRACTION = 0.1
+OPTIMIZERS = ("sgd", "momentum", "adamw")
+
+Values = dict[str, dict[int, float]]  # {optimizer: {seed: value}}
+
+
+def _finite(values: Sequence[float | None]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
+
+
+def _stats(values: Sequence[float | None]) -> tuple[float, float, int]:
+    """Mean, standard error and count of the finite values."""
+    v = _finite(values)
+    if not v:
+        return math.nan, math.nan, 0
+    m, sd, n = mean_std(v)
+    return m, (sd / math.sqrt(n) if n > 1 else math.nan), n
+
+
+def _cell(values: Sequence[float | None], digits: int = 4) -> str:
+    v = _finite(values)
+    if not v:
+        return "no data"
+    m, sd, n = mean_std(v)
+    return f"{m:.{digits}g} (n={n})" if n == 1 else f"{m:.{digits}g} ± {sd:.2g} (n={n})"
+
+
+def _difference(a: Sequence[float | None], b: Sequence[float | None]) -> tuple[float, float, int]:
+    """``(a - b, its standard error, the fewer seeds)``; NaN where either side has < 2 seeds."""
+    ma, sa, na = _stats(a)
+    mb, sb, nb = _stats(b)
+    return ma - mb, math.hypot(sa, sb), min(na, nb)
+
+
+def _seeds_needed(d: float, se: float, n: int) -> int | None:
+    if not (math.isfinite(d) and math.isfinite(se)) or d == 0 or n < 2:
+        return None
+    return max(n + 1, math.ceil(n * (2 * se / abs(d)) ** 2 - 1e-9))  # no float noise above an integer
+
+
+def _order(values: Values, label: str, larger: bool) -> tuple[str, str, list[str]]:
+    """Is ``label`` the largest (``larger``) or smallest of the optimizers, beyond 2 s.e.?
+
+    Returns ``(verdict, evidence, what would settle it)``.
+    """
+    if label not in values or len(values) < 2:
+        return "no data", "", [f"run every optimizer with >= 2 seeds ({label} missing)"]
+    sign = 1 if larger else -1
+    verdicts, settle = [], []
+    for other in values:
+        if other == label:
+            continue
+        d, se, n = _difference(list(values[label].values()), list(values[other].values()))
+        if not math.isfinite(se):
+            verdicts.append("unresolved")
+            settle.append(f"{label} vs {other}: >= 2 seeds each")
+        elif sign * d > 2 * se:
+            verdicts.append("supported")
+        elif sign * d < -2 * se:
+            verdicts.append("contradicted")
+        else:
+            verdicts.append("unresolved")
+            need = _seeds_needed(d, se, n)
+            settle.append(f"{label} vs {other}: difference {d:+.3g} ± {se:.2g} (s.e.)"
+                          + (f", ~{need} seeds each to resolve a difference this size" if need else ""))
+    evidence = "; ".join(f"{o} {_cell(list(v.values()))}" for o, v in values.items())
+    if all(v == "supported" for v in verdicts):
+        return "supported", evidence, settle
+    if any(v == "contradicted" for v in verdicts):
+        return "contradicted", evidence, settle
+    return "not resolved", evidence, settle
+
+
+def _per_seed(jobs: list[Job], probe: str, key: str) -> Values:
+    out: Values = defaultdict(dict)
+    for rec in probe_records(jobs, probe):
+        if probe in _PAIRWISE and _is_cross_seed(rec):
+            continue
+        value = scalar_value(rec.get("scalars") or {}, key)
+        if value is not None:
+            out[rec.get("optimizer", "?")][int(rec.get("seed", 0))] = value
+    return dict(out)
+
+
+_PAIRWISE = ("interpolation", "autoneb", "curve")
+
+
+def _is_cross_seed(rec: dict[str, Any]) -> bool:
+    other = (rec.get("result") or {}).get("other")
+    return other == rec.get("optimizer")
+
+
+def _pairs(jobs: list[Job], probe: str, key: str = "barrier") -> dict[str, list[float]]:
+    """``{pair label: [values over seeds]}``, the label ``a-b`` (cross-seed: ``a-a``)."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for rec in probe_records(jobs, probe):
+        other = (rec.get("result") or {}).get("other")
+        value = scalar_value(rec.get("scalars") or {}, key)
+        if other and value is not None:
+            out["-".join(sorted((rec.get("optimizer", "?"), other), key=_rank))].append(value)
+    return dict(out)
+
+
+def _rank(name: str) -> int:
+    return OPTIMIZERS.index(name) if name in OPTIMIZERS else len(OPTIMIZERS)
+
+
+def _training(jobs: list[Job]) -> tuple[Values, Values]:
+    acc: Values = defaultdict(dict)
+    epochs: Values = defaultdict(dict)
+    for s in trainings(jobs):
+        if s.get("status", "completed") != "completed":
+            continue
+        opt, seed = s["config"]["optimizer"]["name"], int(s["config"]["seed"])
+        a = scalar_value(s.get("final") or {}, "val/acc")
+        e = epochs_to_fraction(s.get("history") or [])
+        if a is not None:
+            acc[opt][seed] = a
+        if e is not None:
+            epochs[opt][seed] = e
+    return dict(acc), dict(epochs)
+
+
+def _combine(*verdicts: str) -> str:
+    if "contradicted" in verdicts:
+        return "contradicted"
+    if all(v == "supported" for v in verdicts):
+        return "supported"
+    if all(v == "no data" for v in verdicts):
+        return "no data"
+    return "not resolved"
+
+
+def claim_accuracy(jobs: list[Job]) -> tuple[str, str, list[str]]:
+    acc, epochs = _training(jobs)
+    v1, e1, s1 = _order(acc, "adamw", larger=True)
+    v2, e2, s2 = _order(epochs, "adamw", larger=False)
+    return (_combine(v1, v2), f"final val acc: {e1}. Epochs to 90% of the final val acc: {e2}",
+            s1 + s2)
+
+
+def claim_sharpness(jobs: list[Job]) -> tuple[str, str, list[str]]:
+    lam = _per_seed(jobs, "lanczos", "lambda_max")
+    v1, e, s1 = _order(lam, "adamw", larger=True)
+    v2, _, s2 = _order(lam, "momentum", larger=False)
+    return _combine(v1, v2), f"lambda_max: {e}", s1 + s2
+
+
+def claim_indefinite(jobs: list[Job]) -> tuple[str, str, list[str]]:
+    low = _per_seed(jobs, "lanczos", "lambda_min")
+    ratio = _per_seed(jobs, "lanczos", "abs_min_over_max")
+    if not low:
+        return "no data", "", ["run probe=lanczos"]
+    verdicts, settle = [], []
+    for opt in sorted(low, key=_rank):
+        m, se, n = _stats(list(low[opt].values()))
+        every = all(v < 0 for v in low[opt].values())
+        if n >= 2 and every and m + 2 * se < 0:
+            verdicts.append("supported")
+        elif n >= 2 and all(v >= 0 for v in low[opt].values()):
+            verdicts.append("contradicted")
+        else:
+            verdicts.append("not resolved")
+            settle.append(f"{opt}: certified lambda_min on >= 2 seeds of one sign")
+    missing = [o for o in OPTIMIZERS if o not in low]
+    if missing:
+        verdicts.append("not resolved")
+        settle.append(f"lambda_min of {', '.join(missing)}")
+    evidence = "; ".join(f"{o} lambda_min {_cell(list(low[o].values()))}, |lambda_min|/lambda_max "
+                         f"{_cell(list(ratio.get(o, {}).values()), 2)}" for o in sorted(low, key=_rank))
+    return _combine(*verdicts), evidence, settle
+
+
+def claim_noise(jobs: list[Job]) -> tuple[str, str, list[str]]:
+    ratio = _per_seed(jobs, "noise", "ratio")
+    v1, e1, s1 = _order(ratio, "adamw", larger=False)
+    acc, _ = _training(jobs)
+    lam = _per_seed(jobs, "lanczos", "lambda_max")
+    r_ratio, n1 = _correlation(ratio, acc)
+    r_lam, n2 = _correlation(lam, acc)
+    if n1 < 4 or n2 < 4:
+        v2, e2 = "no data", "too few models with both numbers to correlate"
+        s2 = ["noise ratio, lambda_max and val acc on >= 4 models"]
+    else:
+        # Fisher z of the difference between the two correlations' magnitudes (dependent
+        # correlations are treated as independent here: a conservative-enough screen at n = 9)
+        se = math.sqrt(1 / (n1 - 3) + 1 / (n2 - 3))
+        z = (math.atanh(min(abs(r_ratio), 0.999)) - math.atanh(min(abs(r_lam), 0.999))) / se
+        v2 = "supported" if z > 2 else "contradicted" if z < -2 else "not resolved"
+        e2 = (f"Pearson r with val acc over {n1} models: ratio {r_ratio:+.2f}, lambda_max "
+              f"{r_lam:+.2f} (difference of |r| in Fisher z: {z:+.2f})")
+        s2 = [] if v2 != "not resolved" else ["many more models (seeds, optimizers, learning rates) to "
+                                              "separate the two correlations"]
+    return _combine(v1, v2), f"lambda_C/lambda_H: {e1}. {e2}", s1 + s2
+
+
+def _correlation(x: Values, y: Values) -> tuple[float, int]:
+    pairs = [(x[o][s], y[o][s]) for o in x if o in y for s in x[o] if s in y[o]]
+    pairs = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
+    n = len(pairs)
+    if n < 3:
+        return math.nan, n
+    mx, my = sum(a for a, _ in pairs) / n, sum(b for _, b in pairs) / n
+    sxy = sum((a - mx) * (b - my) for a, b in pairs)
+    sxx = sum((a - mx) ** 2 for a, _ in pairs)
+    syy = sum((b - my) ** 2 for _, b in pairs)
+    return (sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else math.nan), n
+
+
+def _connected(values: Sequence[float]) -> str:
+    m, se, n = _stats(values)
+    if n < 2:
+        return "not resolved"
+    if m + 2 * se < CONNECTED_BARRIER:
+        return "connected"
+    if m - 2 * se > CONNECTED_BARRIER:
+        return "separated"
+    return "not resolved"
+
+
+def claim_linear(jobs: list[Job]) -> tuple[str, str, list[str]]:
+    pairs = _pairs(jobs, "interpolation")
+    same = {p: v for p, v in pairs.items() if len(set(p.split("-"))) == 2}
+    cross = {p: v for p, v in pairs.items() if len(set(p.split("-"))) == 1}
+    if "sgd-momentum" not in same or not any("adamw" in p for p in same):
+        return "no data", "", ["probe=interpolation for sgd-momentum and the AdamW pairs"]
+    verdicts, settle = [], []
+    sm = _connected(same["sgd-momentum"])
+    verdicts.append({"connected": "supported", "separated": "contradicted"}.get(sm, "not resolved"))
+    for p in (p for p in same if "adamw" in p):
+        d, se, n = _difference(same[p], same["sgd-momentum"])
+        if math.isfinite(se) and d > 2 * se and _connected(same[p]) == "separated":
+            verdicts.append("supported")
+        elif math.isfinite(se) and d < 2 * se and _connected(same[p]) == "connected":
+            verdicts.append("contradicted")
+        else:
+            verdicts.append("not resolved")
+            settle.append(f"{p} vs sgd-momentum barrier: {d:+.3g} ± {se:.2g}")
+    evidence = "; ".join(f"{p} barrier {_cell(v, 3)}" for p, v in sorted(same.items()))
+    if cross:
+        evidence += ". Cross-seed baseline (same optimizer, different seeds): " + "; ".join(
+            f"{p} {_cell(v, 3)}" for p, v in sorted(cross.items()))
+    else:
+        settle.append("the cross-seed baseline (same optimizer, two seeds), to judge a barrier against")
+    return _combine(*verdicts), evidence + f" (connected: barrier + 2 s.e. < {CONNECTED_BARRIER})", settle
+
+
+def claim_curved(jobs: list[Job]) -> tuple[str, str, list[str]]:
+    pairs = {p: v for p, v in _pairs(jobs, "autoneb").items() if len(set(p.split("-"))) == 2}
+    linear = {p: v for p, v in _pairs(jobs, "autoneb", "linear_barrier").items() if len(set(p.split("-"))) == 2}
+    if not pairs:
+        return "no data", "", ["probe=autoneb on every optimizer pair"]
+    verdicts = [{"connected": "supported", "separated": "contradicted"}.get(_connected(v), "not resolved")
+                for v in pairs.values()]
+    if len(pairs) < 3:
+        verdicts.append("not resolved")
+    evidence = "; ".join(f"{p}: AutoNEB barrier {_cell(v, 3)} (straight line {_cell(linear.get(p, []), 3)})"
+                         for p, v in sorted(pairs.items()))
+    settle = [] if len(pairs) == 3 else ["all three pairs"]
+    return _combine(*verdicts), evidence, settle
+
+
+def claim_intrinsic(jobs: list[Job]) -> tuple[str, str, list[str]]:
+    # models none of whose projection seeds reached the target have no d_int90 (it exceeds the
+    # probe's d_max): their absence is visible in the fraction column and the counts
+    dims = _per_seed(jobs, "intrinsic_dim", "d_int90")
+    reached = _per_seed(jobs, "intrinsic_dim", "reached_90")
+    if not dims:
+        return "no data", "", ["probe=intrinsic_dim"]
+    n_params = next((int(s["n_params"]) for s in trainings(jobs) if s.get("n_params")), None)
+    verdicts, parts, settle = [], [], []
+    for opt in sorted(dims, key=_rank):
+        values = list(dims[opt].values())
+        m, se, n = _stats(values)
+        margin = 2 * se if math.isfinite(se) else math.inf  # one seed: no interval
+        far = min(values) > 10 * 15
+        if n_params is None:
+            verdicts.append("not resolved")
+            settle.append("the parameter count (train_summary.json n_params)")
+        elif far and m - margin >= SIZEABLE_FRACTION * n_params:
+            verdicts.append("supported")
+        elif not far or m + margin < SIZEABLE_FRACTION * n_params:
+            verdicts.append("contradicted")
+        else:
+            verdicts.append("not resolved")
+            settle.append(f"{opt}: more projection seeds or trained seeds")
+        frac = f", {m / n_params:.2%} of {n_params:,} parameters" if n_params else ""
+        parts.append(f"{opt} d_int90 {_cell(values, 3)}{frac} (fraction of projection seeds "
+                     f"reaching the target: {_cell(list(reached.get(opt, {}).values()), 2)})")
+    return (_combine(*verdicts), "; ".join(parts) + f" (sizeable: >= {SIZEABLE_FRACTION:.0%} of the "
+            "parameters; far from 15: every seed > 150)", settle)
+
+
+CLAIMS: list[tuple[str, Callable[[list[Job]], tuple[str, str, list[str]]]]] = [
+    ("AdamW reaches the best validation accuracy and converges fastest", claim_accuracy),
+    ("AdamW's solution is the sharpest (largest lambda_max), SGD+momentum's the flattest", claim_sharpness),
+    ("The Hessians at all three solutions are indefinite", claim_indefinite),
+    ("AdamW has the lowest gradient-noise-to-curvature ratio lambda_C/lambda_H, and the ratio predicts "
+     "performance better than lambda_max", claim_noise),
+    ("SGD and SGD+momentum lie in one linearly connected basin; AdamW's is separated by a large barrier",
+     claim_linear),
+    ("Low-loss curved paths (AutoNEB) connect all three solutions", claim_curved),
+    ("A 15-dimensional subspace is far from enough; the intrinsic dimension is a sizeable fraction of "
+     "the parameter count", claim_intrinsic),
+]
+
+
+def findings_section(jobs: list[Job]) -> str:
+    """The report's "Findings" section: one row per claim (verdict, numbers, what would settle it)."""
+    lines = ["## Findings\n",
+             "Each claim of earlier analyses of this setup, checked against this sweep's seeds "
+             "(rules: `losslands.report.findings`; a difference counts beyond 2 standard errors).\n",
+             "| # | claim | verdict | numbers (mean ± std over seeds) | what would settle it |",
+             "|---|---|---|---|---|"]
+    for i, (claim, check) in enumerate(CLAIMS, 1):
+        verdict, evidence, settle = check(jobs)
+        lines.append(f"| {i} | {claim} | **{verdict}** | {evidence or '-'} | {'; '.join(settle) or '-'} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,122 @@
+"""The report's findings: each claim's verdict follows its stated rule on known numbers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from losslands.report import findings
+from losslands.report.load import Job
+
+OPTS = ("sgd", "momentum", "adamw")
+
+
+def _jobs(acc=None, epochs=None, lam=None, lam_min=None, ratio=None, barriers=None, dims=None,
+          n_params=100_000):
+    """One Job per (optimizer, seed) with the given per-seed numbers ({opt: [seed0, seed1, ...]})."""
+    jobs = []
+    seeds = range(len(next(iter((acc or lam or dims or {"x": [0, 1, 2]}).values()))))
+    for opt in OPTS:
+        for s in seeds:
+            a = acc[opt][s] if acc else 0.5
+            e = epochs[opt][s] if epochs else 3
+            # val acc rises linearly to its final value at epoch 12; 90% of it is reached at epoch e
+            history = [{"epoch": k, "val/acc": a * (0.95 if k >= e else 0.5)} for k in range(1, 12)]
+            history.append({"epoch": 12, "val/acc": a})
+            summary = {"status": "completed", "hash": f"{opt}{s}", "n_params": n_params,
+                       "config": {"optimizer": {"name": opt}, "seed": s},
+                       "final": {"val/acc": a}, "history": history}
+            probes = {}
+            if lam:
+                probes["lanczos"] = _rec(opt, s, "lanczos", lambda_max=lam[opt][s],
+                                         lambda_min=lam_min[opt][s] if lam_min else None,
+                                         abs_min_over_max=abs(lam_min[opt][s]) / lam[opt][s] if lam_min else None)
+            if ratio:
+                probes["noise"] = _rec(opt, s, "noise", ratio=ratio[opt][s])
+            if dims:
+                probes["intrinsic_dim"] = _rec(opt, s, "intrinsic_dim", d_int90=dims[opt][s], reached_90=1.0)
+            jobs.append(Job(Path(f"{opt}-{s}"), summary, probes))
+            for (a_opt, b_opt), values in (barriers or {}).items():
+                if a_opt == opt:
+                    rec = _rec(opt, s, "interpolation", barrier=values[s])
+                    rec["result"] = {"other": b_opt}
+                    rec["probe_key"] += b_opt
+                    jobs.append(Job(Path(f"{opt}-{s}-{b_opt}"), summary, {"interpolation": rec}))
+    return jobs
+
+
+def _rec(opt, seed, probe, **scalars):
+    return {"probe": probe, "status": "completed", "optimizer": opt, "seed": seed,
+            "probe_key": f"{opt}{seed}{probe}", "scalars": scalars, "result": {}}
+
+
+def test_clear_differences_support_claims_1_to_3():
+    acc = {"sgd": [0.60, 0.61, 0.60], "momentum": [0.66, 0.67, 0.66], "adamw": [0.72, 0.73, 0.72]}
+    epochs = {"sgd": [9, 9, 10], "momentum": [6, 6, 7], "adamw": [3, 3, 4]}
+    lam = {"sgd": [120, 125, 122], "momentum": [60, 62, 61], "adamw": [300, 310, 305]}
+    low = {o: [-2.0, -2.5, -3.0] for o in OPTS}
+    jobs = _jobs(acc=acc, epochs=epochs, lam=lam, lam_min=low)
+    assert findings.claim_accuracy(jobs)[0] == "supported"
+    assert findings.claim_sharpness(jobs)[0] == "supported"
+    assert findings.claim_indefinite(jobs)[0] == "supported"
+
+
+def test_a_reversed_difference_contradicts_and_a_positive_bottom_is_not_indefinite():
+    acc = {"sgd": [0.70, 0.71, 0.70], "momentum": [0.66, 0.67, 0.66], "adamw": [0.60, 0.61, 0.60]}
+    lam = {o: [100.0, 101.0, 102.0] for o in OPTS}
+    low = {"sgd": [-1.0, -1.1, -0.9], "momentum": [-1.0, -1.2, -0.8], "adamw": [1e-3, 2e-3, 1e-3]}
+    jobs = _jobs(acc=acc, lam=lam, lam_min=low)
+    assert findings.claim_accuracy(jobs)[0] == "contradicted"
+    verdict, evidence, _ = findings.claim_indefinite(jobs)
+    assert verdict == "contradicted" and "adamw lambda_min" in evidence
+
+
+def test_an_unresolved_difference_says_how_many_seeds_would_resolve_it():
+    # adamw - sgd = 0.01 with s.e. sqrt(2) * 0.01 / sqrt(3): 2 s.e. / d = 1.633, n = 3 * 1.633² = 8
+    acc = {"sgd": [0.60, 0.61, 0.62], "momentum": [0.50, 0.50, 0.50], "adamw": [0.61, 0.62, 0.63]}
+    verdict, _, settle = findings.claim_accuracy(_jobs(acc=acc))
+    assert verdict == "not resolved"
+    d, se, n = findings._difference(acc["adamw"], acc["sgd"])
+    assert d == pytest.approx(0.01) and se == pytest.approx(math.sqrt(2) * 0.01 / math.sqrt(3))
+    assert any("adamw vs sgd" in s and "~8 seeds" in s for s in settle)
+
+
+def test_linear_connectivity_needs_a_small_sgd_momentum_barrier_and_large_adamw_ones():
+    small, large = [0.01, 0.0, 0.02], [1.0, 1.2, 0.9]
+    barriers = {("sgd", "momentum"): small, ("momentum", "adamw"): large, ("adamw", "sgd"): large}
+    verdict, evidence, settle = findings.claim_linear(_jobs(barriers=barriers))
+    assert verdict == "supported" and "sgd-momentum barrier" in evidence
+    assert any("cross-seed" in s for s in settle)  # no baseline in this sweep: said so
+    barriers[("adamw", "sgd")] = small
+    assert findings.claim_linear(_jobs(barriers=barriers))[0] == "contradicted"
+    with_cross = {**barriers, ("sgd", "sgd"): small}
+    assert "Cross-seed baseline" in findings.claim_linear(_jobs(barriers=with_cross))[1]
+
+
+def test_intrinsic_dimension_against_15_and_the_parameter_count():
+    big = {o: [20_000, 25_000, 30_000] for o in OPTS}
+    assert findings.claim_intrinsic(_jobs(dims=big, n_params=100_000))[0] == "supported"
+    small = {o: [2_000, 2_500, 3_000] for o in OPTS}  # 2.5% of the parameters
+    verdict, evidence, _ = findings.claim_intrinsic(_jobs(dims=small, n_params=100_000))
+    assert verdict == "contradicted" and "2.50% of 100,000" in evidence
+
+
+def test_correlation_matches_numpy_and_claim_4_needs_enough_models():
+    x = {"a": {0: 1.0, 1: 2.0, 2: 4.0}, "b": {0: 3.0, 1: 5.0}}
+    y = {"a": {0: 0.5, 1: 0.4, 2: 0.1}, "b": {0: 0.3, 1: 0.35, 5: 0.9}}
+    r, n = findings._correlation(x, y)
+    assert n == 5 and r == pytest.approx(np.corrcoef([1, 2, 4, 3, 5], [0.5, 0.4, 0.1, 0.3, 0.35])[0, 1])
+    ratio = {"sgd": [2.0, 2.1], "momentum": [1.5, 1.6], "adamw": [1.0, 1.1]}
+    verdict, evidence, _ = findings.claim_noise(_jobs(ratio=ratio, acc={o: [0.5, 0.6] for o in OPTS}))
+    assert verdict == "not resolved" and "too few models" in evidence
+
+
+def test_no_data_is_said_not_guessed():
+    jobs = _jobs(acc={o: [0.5, 0.6] for o in OPTS})
+    for _, check in findings.CLAIMS[1:]:
+        assert check(jobs)[0] == "no data"
+    text = findings.findings_section(jobs)
+    assert text.startswith("## Findings") and text.count("\n| ") == 1 + len(findings.CLAIMS)
