@@ -198,7 +198,7 @@ def _one_repeat(ctx: ProbeContext, cfg: Config, n: int, index: int) -> dict[str,
         res = spectrum(op, cfg.k, max_iters=cfg.max_iters, tol=cfg.tol, stop=cfg.stop,
                        certify_iters=cfg.certify_iters, trace_samples=cfg.hutchinson_samples,
                        slq_vectors=cfg.slq_vectors, slq_iters=cfg.slq_iters,
-                       zero_tol=cfg.zero_tol, seed=seed, batch=_batch(cfg, ctx))
+                       zero_tol=cfg.zero_tol, seed=seed, batch=cfg.batch_products)
     for w in caught:
         log.warning("lanczos subset %d: %s", index, w.message)
     grid, density, sigma = res.density(cfg.grid_size)
@@ -261,14 +261,6 @@ def _blocks(ctx: ProbeContext, cfg: Config, op: Any, seed: int) -> list[dict[str
             "matvecs": sum(res.matvecs.values()), "warnings": [str(w.message) for w in caught],
         })
     return out
-
-
-def _batch(cfg: Config, ctx: ProbeContext) -> int:
-    """Products per batched call (``batch_products``). Batched backward passes gain little:
-    0.89-0.92x the throughput of single products on a CPU (256 images), 1.05x on an H200
-    (5,000 images, double backward), where the default Hessian product is forward-over-reverse
-    (4.6x faster) and runs row by row; measured in ``benchmarks/spectrum.py``."""
-    return cfg.batch_products
 
 
 def _half(ctx: ProbeContext, cfg: Config, n: int) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def _seeds_needed(d: float, se: float, n: int) -> int | None:
     return max(n + 1, math.ceil(n * (2 * se / abs(d)) ** 2 - 1e-9))  # no float noise above an integer
 
 
-def _order(values: Values, label: str, larger: bool) -> tuple[str, str, list[str]]:
+def _order(values: Values, label: str, larger: bool, metric: str = "") -> tuple[str, str, list[str]]:
     """Is ``label`` the largest (``larger``) or smallest of the optimizers, beyond 2 s.e.?
 
     Returns ``(verdict, evidence, what would settle it)``.
@@ -82,13 +82,14 @@ def _order(values: Values, label: str, larger: bool) -> tuple[str, str, list[str
         return "no data", "", [f"run every optimizer with >= 2 seeds ({label} missing)"]
     sign = 1 if larger else -1
     verdicts, settle = [], []
+    what = f"{metric}, " if metric else ""
     for other in values:
         if other == label:
             continue
         d, se, n = _difference(list(values[label].values()), list(values[other].values()))
         if not math.isfinite(se):
             verdicts.append("unresolved")
-            settle.append(f"{label} vs {other}: >= 2 seeds each")
+            settle.append(f"{what}{label} vs {other}: >= 2 seeds each")
         elif sign * d > 2 * se:
             verdicts.append("supported")
         elif sign * d < -2 * se:
@@ -96,7 +97,7 @@ def _order(values: Values, label: str, larger: bool) -> tuple[str, str, list[str
         else:
             verdicts.append("unresolved")
             need = _seeds_needed(d, se, n)
-            settle.append(f"{label} vs {other}: difference {d:+.3g} ± {se:.2g} (s.e.)"
+            settle.append(f"{what}{label} vs {other}: difference {d:+.3g} ± {se:.2g} (s.e.)"
                           + (f", ~{need} seeds each to resolve a difference this size" if need else ""))
     evidence = "; ".join(f"{o} {_cell(list(v.values()))}" for o, v in values.items())
     if all(v == "supported" for v in verdicts):
@@ -168,16 +169,16 @@ def _combine(*verdicts: str) -> str:
 
 def claim_accuracy(jobs: list[Job]) -> tuple[str, str, list[str]]:
     acc, epochs = _training(jobs)
-    v1, e1, s1 = _order(acc, "adamw", larger=True)
-    v2, e2, s2 = _order(epochs, "adamw", larger=False)
+    v1, e1, s1 = _order(acc, "adamw", larger=True, metric="val acc")
+    v2, e2, s2 = _order(epochs, "adamw", larger=False, metric="epochs")
     return (_combine(v1, v2), f"final val acc: {e1}. Epochs to 90% of the final val acc: {e2}",
             s1 + s2)
 
 
 def claim_sharpness(jobs: list[Job]) -> tuple[str, str, list[str]]:
     lam = _per_seed(jobs, "lanczos", "lambda_max")
-    v1, e, s1 = _order(lam, "adamw", larger=True)
-    v2, _, s2 = _order(lam, "momentum", larger=False)
+    v1, e, s1 = _order(lam, "adamw", larger=True, metric="lambda_max")
+    v2, _, s2 = _order(lam, "momentum", larger=False, metric="lambda_max")
     return _combine(v1, v2), f"lambda_max: {e}", s1 + s2
 
 
@@ -270,7 +271,8 @@ def claim_linear(jobs: list[Job]) -> tuple[str, str, list[str]]:
             verdicts.append("contradicted")
         else:
             verdicts.append("not resolved")
-            settle.append(f"{p} vs sgd-momentum barrier: {d:+.3g} ± {se:.2g}")
+            settle.append(f"{p} vs sgd-momentum barrier: {d:+.3g} ± {se:.2g}" if math.isfinite(se)
+                          else f"{p} and sgd-momentum: >= 2 seeds each")
     evidence = "; ".join(f"{p} barrier {_cell(v, 3)}" for p, v in sorted(same.items()))
     if cross:
         evidence += ". Cross-seed baseline (same optimizer, different seeds): " + "; ".join(
