@@ -41,7 +41,7 @@ from losslands.curvature import HessianOperator, hutchinson_trace, lanczos
 from losslands.curvature.spectrum import Deflated, spectrum
 from losslands.curvature.trace import probe_vectors
 from losslands.models.small_cnn import SmallCNN
-from losslands.probes.runner import exact_float32
+from losslands.probes.runner import exact_float32, tf32
 
 
 def _timed(fn):
@@ -116,15 +116,11 @@ def bench_products(model, loss_fn, x, y, repeats: int) -> dict[str, float]:
 
 def _tf32_effect(op: HessianOperator, v: torch.Tensor, repeats: int) -> None:
     """What TF32 (cuDNN's default on a GPU) does to a Hessian-vector product: time and error."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    try:
-        exact = op.matvec(v)
-        t_exact = sorted(_timed(lambda: op.matvec(v))[0] for _ in range(repeats))[repeats // 2]
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    exact = op.matvec(v)
+    t_exact = sorted(_timed(lambda: op.matvec(v))[0] for _ in range(repeats))[repeats // 2]
+    with tf32(True):
         fast = op.matvec(v)
         t_fast = sorted(_timed(lambda: op.matvec(v))[0] for _ in range(repeats))[repeats // 2]
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
     err = float((fast - exact).norm() / exact.norm())
     print(f"TF32 on: {t_fast:.4f} s per product ({t_exact / t_fast:.2f}x float32's speed), "
           f"relative error of the product {err:.1e} (the probes run with TF32 off)")

@@ -130,7 +130,8 @@ def test_probes_run_without_tf32_and_restore_the_flags(monkeypatch):
         return {}
 
     monkeypatch.setattr(runner, "load_probe", lambda name: types.SimpleNamespace(run=fake_run))
-    ctx = types.SimpleNamespace(train_key="k", optimizer_name="o", seed=0, model_name="m", shard=None)
+    ctx = types.SimpleNamespace(train_key="k", optimizer_name="o", seed=0, model_name="m", shard=None,
+                                device=torch.device("cpu"))
     cfg = types.SimpleNamespace(to_dict=lambda: {})
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     try:  # torch's flags are module properties that monkeypatch cannot swap

@@ -120,3 +120,13 @@ def test_no_data_is_said_not_guessed():
         assert check(jobs)[0] == "no data"
     text = findings.findings_section(jobs)
     assert text.startswith("## Findings") and text.count("\n| ") == 1 + len(findings.CLAIMS)
+
+
+def test_findings_rows_keep_the_table_columns():
+    """A '|' inside a cell would split a Markdown table row: every row has the header's 5 cells."""
+    lam = {o: [100.0, 101.0, 102.0] for o in OPTS}
+    low = {o: [-1.0, -1.1, -0.9] for o in OPTS}
+    text = findings.findings_section(_jobs(lam=lam, lam_min=low))
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + len(findings.CLAIMS)
+    assert all(row.count("|") == 6 for row in rows)

@@ -27,20 +27,25 @@ from losslands.probes.base import (
 
 
 @contextlib.contextmanager
-def exact_float32() -> Iterator[None]:
-    """Run float32 convolutions and matrix products in full float32, not TF32.
-
-    On NVIDIA GPUs since Ampere, cuDNN convolutions default to TF32, which rounds their inputs
-    to a 10-bit mantissa (~5e-4 relative), coarser than the probes' eigenvalue tolerances.
-    Probes therefore run with TF32 off; the previous settings come back afterwards. No effect
-    on a CPU.
-    """
+def tf32(allowed: bool) -> Iterator[None]:
+    """Allow (or forbid) TF32 in cuDNN convolutions and CUDA matrix products inside the block;
+    the previous settings come back afterwards. No effect on a CPU."""
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
     try:
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def exact_float32() -> contextlib.AbstractContextManager[None]:
+    """Run float32 convolutions and matrix products in full float32, not TF32.
+
+    On NVIDIA GPUs since Ampere, cuDNN convolutions default to TF32, which rounds their inputs
+    to a 10-bit mantissa (~5e-4 relative), coarser than the probes' eigenvalue tolerances.
+    Probes therefore run with TF32 off.
+    """
+    return tf32(False)
 
 
 def machine(device: torch.device | None = None) -> dict[str, Any]:
@@ -100,7 +105,7 @@ def run_probe(
         "probe": name, "schema": SCHEMA, "config": cfg.to_dict(),
         "train_hash": ctx.train_key, "probe_key": pkey,
         "optimizer": ctx.optimizer_name, "seed": ctx.seed, "model": ctx.model_name,
-        "machine": machine(getattr(ctx, "device", None)),
+        "machine": machine(ctx.device),
     }
     main = ctx.shard is None or ctx.shard.is_main
     path = Path(out) / "probes" / f"{name}.json" if out is not None and main else None

@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from losslands.report import tables
 from losslands.report.load import Job, probe_records, trainings
 from losslands.report.tables import epochs_to_fraction, scalar_value
 from losslands.stats import mean_std
@@ -52,12 +53,9 @@ def _stats(values: Sequence[float | None]) -> tuple[float, float, int]:
     return m, (sd / math.sqrt(n) if n > 1 else math.nan), n
 
 
-def _cell(values: Sequence[float | None], digits: int = 4) -> str:
-    v = _finite(values)
-    if not v:
-        return "no data"
-    m, sd, n = mean_std(v)
-    return f"{m:.{digits}g} (n={n})" if n == 1 else f"{m:.{digits}g} ± {sd:.2g} (n={n})"
+def _cell(values: Sequence[float | None]) -> str:
+    """``mean ± std (n=k)`` of the finite values (the report's table format)."""
+    return tables.fmt(*tables.mean_std(values))
 
 
 def _difference(a: Sequence[float | None], b: Sequence[float | None]) -> tuple[float, float, int]:
@@ -202,8 +200,8 @@ def claim_indefinite(jobs: list[Job]) -> tuple[str, str, list[str]]:
     if missing:
         verdicts.append("not resolved")
         settle.append(f"lambda_min of {', '.join(missing)}")
-    evidence = "; ".join(f"{o} lambda_min {_cell(list(low[o].values()))}, |lambda_min|/lambda_max "
-                         f"{_cell(list(ratio.get(o, {}).values()), 2)}" for o in sorted(low, key=_rank))
+    evidence = "; ".join(f"{o} lambda_min {_cell(list(low[o].values()))}, abs(lambda_min)/lambda_max "
+                         f"{_cell(list(ratio.get(o, {}).values()))}" for o in sorted(low, key=_rank))
     return _combine(*verdicts), evidence, settle
 
 
@@ -273,10 +271,10 @@ def claim_linear(jobs: list[Job]) -> tuple[str, str, list[str]]:
             verdicts.append("not resolved")
             settle.append(f"{p} vs sgd-momentum barrier: {d:+.3g} ± {se:.2g}" if math.isfinite(se)
                           else f"{p} and sgd-momentum: >= 2 seeds each")
-    evidence = "; ".join(f"{p} barrier {_cell(v, 3)}" for p, v in sorted(same.items()))
+    evidence = "; ".join(f"{p} barrier {_cell(v)}" for p, v in sorted(same.items()))
     if cross:
         evidence += ". Cross-seed baseline (same optimizer, different seeds): " + "; ".join(
-            f"{p} {_cell(v, 3)}" for p, v in sorted(cross.items()))
+            f"{p} {_cell(v)}" for p, v in sorted(cross.items()))
     else:
         settle.append("the cross-seed baseline (same optimizer, two seeds), to judge a barrier against")
     return _combine(*verdicts), evidence + f" (connected: barrier + 2 s.e. < {CONNECTED_BARRIER})", settle
@@ -291,7 +289,7 @@ def claim_curved(jobs: list[Job]) -> tuple[str, str, list[str]]:
                 for v in pairs.values()]
     if len(pairs) < 3:
         verdicts.append("not resolved")
-    evidence = "; ".join(f"{p}: AutoNEB barrier {_cell(v, 3)} (straight line {_cell(linear.get(p, []), 3)})"
+    evidence = "; ".join(f"{p}: AutoNEB barrier {_cell(v)} (straight line {_cell(linear.get(p, []))})"
                          for p, v in sorted(pairs.items()))
     settle = [] if len(pairs) == 3 else ["all three pairs"]
     return _combine(*verdicts), evidence, settle
@@ -322,8 +320,8 @@ def claim_intrinsic(jobs: list[Job]) -> tuple[str, str, list[str]]:
             verdicts.append("not resolved")
             settle.append(f"{opt}: more projection seeds or trained seeds")
         frac = f", {m / n_params:.2%} of {n_params:,} parameters" if n_params else ""
-        parts.append(f"{opt} d_int90 {_cell(values, 3)}{frac} (fraction of projection seeds "
-                     f"reaching the target: {_cell(list(reached.get(opt, {}).values()), 2)})")
+        parts.append(f"{opt} d_int90 {_cell(values)}{frac} (fraction of projection seeds "
+                     f"reaching the target: {_cell(list(reached.get(opt, {}).values()))})")
     return (_combine(*verdicts), "; ".join(parts) + f" (sizeable: >= {SIZEABLE_FRACTION:.0%} of the "
             "parameters; far from 15: every seed > 150)", settle)
 
