@@ -196,3 +196,17 @@ def test_a_plateau_below_the_target_stops_the_run(tmp_path):
     (run,) = out["runs"]
     assert run["stop_reason"] == "plateau" and run["steps"] < run["budget"]
     assert len(run["checks"]) == 3  # the first check sets the best, two more without progress
+
+
+def test_a_later_projection_seed_starts_from_the_previous_bracket(tmp_path):
+    ctx, cfg = _trained_ctx(tmp_path)
+    cfg.probe.projection, cfg.probe.optimizer, cfg.probe.seeds = "dense", "job", [0, 1]
+    cfg.probe.d_start, cfg.probe.growth, cfg.probe.resolution = 2, 4.0, 1.0
+    out = intrinsic_dim.run(ctx, probe_config(cfg))
+    first, second = out["per_seed"]
+    assert first["hint"] is None and first["d_below"] is not None and first["d_int90"] is not None
+    assert second["hint"] == [first["d_below"], first["d_int90"]]
+    assert second["tried"][0][0] == first["d_int90"]
+    cfg.probe.warm_start = False
+    cold = intrinsic_dim.run(ctx, probe_config(cfg))["per_seed"][1]
+    assert cold["hint"] is None and cold["tried"][0][0] == 2

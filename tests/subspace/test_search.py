@@ -42,3 +42,45 @@ def test_not_reached_reports_none_with_the_largest_failure():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="d_start"):
         search_dimension(lambda d: 1.0, 0.5, d_start=0, d_max=10)
+    with pytest.raises(ValueError, match="hint"):
+        search_dimension(lambda d: 1.0, 0.5, d_start=1, d_max=10, hint=(5, 5))
+
+
+def _step(threshold, calls):
+    def score(d):
+        calls.append(d)
+        return 1.0 if d >= threshold else 0.0
+    return score
+
+
+@pytest.mark.parametrize("hint", [(22795, 30000), (30000, 39482), (100, 132), (150000, 183242), (1, 2)])
+@pytest.mark.parametrize("threshold", [1, 2999, 30000, 183242])
+def test_a_hint_changes_only_the_number_of_trainings(threshold, hint):
+    calls = []
+    res = search_dimension(_step(threshold, calls), 0.5, d_start=1000, d_max=183242, resolution=1e-9, hint=hint)
+    plain = search_dimension(_step(threshold, []), 0.5, d_start=1000, d_max=183242, resolution=1e-9)
+    assert (res.d_int, res.d_below, res.resolved) == (plain.d_int, plain.d_below, plain.resolved)
+    assert calls[:2] == [hint[1], hint[0]] or calls[:1] == [hint[1]] and threshold > hint[1]
+    assert len(calls) == len(set(calls)) <= 40
+
+
+def test_a_hint_that_still_brackets_costs_two_trainings_and_a_near_miss_three():
+    calls = []
+    res = search_dimension(_step(25000, calls), 0.5, d_start=10000, d_max=183242, resolution=0.5,
+                           hint=(22795, 30000))
+    assert calls == [30000, 22795] and (res.d_below, res.d_int) == (22795, 30000) and res.resolved
+    calls.clear()
+    # the threshold moved one bracket down: widened by the hint's ratio, 30000 / 22795
+    res = search_dimension(_step(20000, calls), 0.5, d_start=10000, d_max=183242, resolution=0.5,
+                           hint=(22795, 30000))
+    assert calls == [30000, 22795, math.floor(22795 / (30000 / 22795))]
+    assert res.d_below < 20000 <= res.d_int == 22795 and res.resolved
+    calls.clear()
+    # one bracket up
+    res = search_dimension(_step(35000, calls), 0.5, d_start=10000, d_max=183242, resolution=0.5,
+                           hint=(22795, 30000))
+    assert calls == [30000, math.ceil(30000 * 30000 / 22795)] and res.d_below == 30000 < 35000 <= res.d_int
+    # without the hint the same threshold costs more
+    calls.clear()
+    search_dimension(_step(35000, calls), 0.5, d_start=10000, d_max=183242, resolution=0.5)
+    assert len(calls) > 3

@@ -9,7 +9,7 @@ log(1 + resolution))`` trainings instead of a whole grid.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -51,6 +51,14 @@ def _interp(d0: int, a0: float, d1: int, a1: float, target: float) -> float:
     return math.exp(math.log(d0) + frac * (math.log(d1) - math.log(d0)))
 
 
+def _factors(first: float, cap: float) -> Iterator[float]:
+    """Bracketing factors: ``first``, then squared at each step, never above ``cap``."""
+    f = min(first, cap)
+    while True:
+        yield f
+        f = min(f * f, cap)
+
+
 def search_dimension(
     score: Callable[[int], float],
     target: float,
@@ -59,6 +67,7 @@ def search_dimension(
     d_max: int,
     growth: float = 3.0,
     resolution: float = 0.25,
+    hint: tuple[int, int] | None = None,
 ) -> DimensionSearch:
     """The smallest ``d`` in ``1..d_max`` with ``score(d) >= target``, assuming ``score`` grows
     with ``d``.
@@ -67,13 +76,23 @@ def search_dimension(
     fails), or divide until it is missed (or ``d = 1`` reaches it). Then bisect in ``log d``
     until the bracket's ratio is at most ``1 + resolution``.
 
+    With ``hint = (d_below, d_int)``, a bracket found on a similar curve (another projection
+    seed of the same model), its two ends are tried first: when the threshold still lies between
+    them the search costs two trainings. Otherwise the bracket is widened from the nearer end by
+    the hint's own ratio, squared at each further step up to ``growth`` (an exponential search
+    around the hint), then bisected as usual. The result does not depend on the hint beyond the
+    resolution; only the number of trainings does.
+
     Raises:
-        ValueError: ``d_start`` outside ``1..d_max``, ``growth <= 1`` or ``resolution <= 0``.
+        ValueError: ``d_start`` outside ``1..d_max``, ``growth <= 1``, ``resolution <= 0`` or a
+            hint that is not ``1 <= d_below < d_int <= d_max``.
     """
     if not 1 <= d_start <= d_max:
         raise ValueError(f"d_start={d_start} must lie in 1..d_max={d_max}")
     if not growth > 1 or not resolution > 0:
         raise ValueError(f"need growth > 1 and resolution > 0, got {growth}, {resolution}")
+    if hint is not None and not 1 <= hint[0] < hint[1] <= d_max:
+        raise ValueError(f"hint={tuple(hint)} must be (d_below, d_int) with 1 <= d_below < d_int <= d_max={d_max}")
     tried: dict[int, float] = {}
 
     def reached(d: int) -> bool:
@@ -81,26 +100,40 @@ def search_dimension(
             tried[d] = float(score(d))
         return tried[d] >= target
 
-    lo: int | None = None
-    hi: int | None = None
-    d = d_start
-    if reached(d):
-        hi = d
+    def down(hi: int, factors: Iterator[float]) -> tuple[int | None, int]:
+        # hi reached the target: divide until a d misses it (or d = 1 reaches it)
         while hi > 1:
-            d = max(1, math.floor(hi / growth))
-            if reached(d):
-                hi = d
-            else:
-                lo = d
-                break
-    else:
-        lo = d
+            d = max(1, math.floor(hi / next(factors)))
+            if not reached(d):
+                return d, hi
+            hi = d
+        return None, hi
+
+    def up(lo: int, factors: Iterator[float]) -> tuple[int, int | None]:
+        # lo missed the target: multiply until a d reaches it (or d_max misses it)
         while lo < d_max:
-            d = min(d_max, math.ceil(lo * growth))
+            d = min(d_max, math.ceil(lo * next(factors)))
             if reached(d):
-                hi = d
-                break
+                return lo, d
             lo = d
+        return lo, None
+
+    lo: int | None
+    hi: int | None
+    if hint is None:
+        if reached(d_start):
+            lo, hi = down(d_start, _factors(growth, growth))
+        else:
+            lo, hi = up(d_start, _factors(growth, growth))
+    else:
+        h_lo, h_hi = int(hint[0]), int(hint[1])
+        ratio = h_hi / h_lo
+        if not reached(h_hi):
+            lo, hi = up(h_hi, _factors(ratio, growth))
+        elif not reached(h_lo):
+            lo, hi = h_lo, h_hi
+        else:
+            lo, hi = down(h_lo, _factors(ratio, growth))
     if hi is not None and lo is not None:
         while hi / lo > 1 + resolution and hi - lo > 1:
             mid = min(hi - 1, max(lo + 1, round(math.sqrt(lo * hi))))
