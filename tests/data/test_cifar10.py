@@ -138,7 +138,7 @@ def _bad(small, data=None, labels=None):
         (lambda n: _bad(n, labels=["cat"] * n), "labels"),
         (lambda n: {b"labels": [0] * n}, "'data'"),
         (lambda n: [1, 2, 3], "dict"),
-        (lambda n: b"\x80\x02}q\x00(", "not a CIFAR-10 python batch"),
+        (lambda n: b"\x80\x02}q\x00(", "not a CIFAR-10 python file"),
     ],
 )
 def test_malformed_batch_names_the_file(tmp_path, small, make, match):
