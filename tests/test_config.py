@@ -174,5 +174,9 @@ def test_cross_seed_study_pairs_each_seed_with_the_next(tmp_path):
         cfg = compose_cfg(tmp_path, "experiment=study_cpu_cross", f"seed={seed}", "optimizer=adamw")
         assert OmegaConf.to_container(cfg.probe.other, resolve=True) == {"optimizer": "adamw", "seed": partner}
         assert cfg.probe.name == "interpolation"
+    for probe in ("curve", "autoneb"):  # every pairwise probe gets the same partner
+        cfg = compose_cfg(tmp_path, "experiment=study_cpu_cross", "seed=2", "optimizer=sgd", f"probe={probe}")
+        assert OmegaConf.to_container(cfg.probe.other, resolve=True) == {"optimizer": "sgd", "seed": 0}
+        assert cfg.probe.name == probe and cfg.probe.n_samples == 1000  # the CPU size (probe_size/cpu_<probe>)
     with pytest.raises(ValueError, match="outside 0..2"):
         next_seed(3, 3)

@@ -130,3 +130,19 @@ def test_findings_rows_keep_the_table_columns():
     rows = [line for line in text.splitlines() if line.startswith("|")]
     assert len(rows) == 2 + len(findings.CLAIMS)
     assert all(row.count("|") == 6 for row in rows)
+
+
+def test_curved_paths_are_judged_on_optimizer_pairs_with_the_cross_seed_baseline_beside():
+    low, high = [0.0, 0.01, 0.0], [0.5, 0.6, 0.4]
+    barriers = {("sgd", "momentum"): low, ("momentum", "adamw"): low, ("adamw", "sgd"): low,
+                ("adamw", "adamw"): high}
+    jobs = []
+    for j in _jobs(barriers=barriers):
+        rec = j.probes.get("interpolation")
+        if rec:
+            rec = {**rec, "probe": "autoneb", "scalars": {"barrier": rec["scalars"]["barrier"]}}
+            jobs.append(Job(j.path, j.summary, {"autoneb": rec}))
+    verdict, evidence, settle = findings.claim_curved(jobs)
+    # the cross-seed pair does not enter the verdict, but it is shown
+    assert verdict == "supported" and not settle
+    assert "Cross-seed baseline (same optimizer, different seeds): adamw-adamw 0.5" in evidence

@@ -291,6 +291,10 @@ def claim_curved(jobs: list[Job]) -> tuple[str, str, list[str]]:
         verdicts.append("not resolved")
     evidence = "; ".join(f"{p}: AutoNEB barrier {_cell(v)} (straight line {_cell(linear.get(p, []))})"
                          for p, v in sorted(pairs.items()))
+    cross = {p: v for p, v in _pairs(jobs, "autoneb").items() if len(set(p.split("-"))) == 1}
+    if cross:
+        evidence += ". Cross-seed baseline (same optimizer, different seeds): " + "; ".join(
+            f"{p} {_cell(v)}" for p, v in sorted(cross.items()))
     settle = [] if len(pairs) == 3 else ["all three pairs"]
     return _combine(*verdicts), evidence, settle
 
