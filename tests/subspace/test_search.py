@@ -84,3 +84,19 @@ def test_a_hint_that_still_brackets_costs_two_trainings_and_a_near_miss_three():
     calls.clear()
     search_dimension(_step(35000, calls), 0.5, d_start=10000, d_max=183242, resolution=0.5)
     assert len(calls) > 3
+
+
+@pytest.mark.parametrize("hint", [None, (1000, 1500), (22795, 30000), (30000, 39482), (90000, 183242)])
+@pytest.mark.parametrize("threshold", [5, 17000, 36000, 120000])
+def test_with_or_without_a_hint_the_bracket_meets_the_resolution(threshold, hint):
+    res = search_dimension(_step(threshold, []), 0.5, d_start=30000, d_max=183242, resolution=0.5, hint=hint)
+    assert res.resolved and res.d_below < threshold <= res.d_int and res.d_int / res.d_below <= 1.5
+
+
+def test_a_hint_when_nothing_reaches_the_target_ends_at_d_max():
+    calls = []
+    res = search_dimension(_step(10**9, calls), 0.5, d_start=10, d_max=5000, hint=(1000, 1500))
+    assert res.d_int is None and res.d_below == 5000 and not res.resolved
+    assert calls[0] == 1500 and calls[-1] == 5000 and len(calls) == len(set(calls))
+    with pytest.raises(ValueError, match="integers"):
+        search_dimension(lambda d: 1.0, 0.5, d_start=1, d_max=10, hint=(2.5, 2.9))

@@ -1,9 +1,10 @@
 """Read, validate and download the official python release of CIFAR-10.
 
 Krizhevsky (2009): 50,000 training and 10,000 test 32x32 colour images in 10 classes. The
-python release unpacks to ``<root>/cifar-10-batches-py/`` with five training batches, one test
-batch and ``batches.meta``, each holding 10,000 images under ``data`` and ``labels`` (the
-format: :mod:`losslands.data.release`).
+python release unpacks to ``<root>/cifar-10-batches-py/`` with five training batches and one
+test batch, each holding 10,000 images under ``data`` and ``labels``, and ``batches.meta``
+(the format: :mod:`losslands.data.release`; ``RELEASE`` is built from this module's constants
+at import).
 """
 
 from __future__ import annotations

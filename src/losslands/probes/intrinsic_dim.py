@@ -11,9 +11,10 @@ Affordable at honest budgets:
 - **Search, not sweep** (``mode: search``): a geometric bracket from ``d_start`` (times
   ``growth``), then bisection in ``log d`` until ``d_int90 / d_below <= 1 + resolution``
   (:func:`losslands.subspace.search.search_dimension`); ``mode: sweep`` trains every ``dims``.
-  With ``warm_start`` each later projection seed starts from the previous seed's bracket
-  (two trainings when the threshold still lies in it, three when it moved by one bracket,
-  against four to five for a search from ``d_start``); ``per_seed[i].hint`` records it.
+  With ``warm_start`` each later projection seed starts from the last two-sided bracket
+  ``(d_below, d_int90]`` an earlier seed found (two trainings when the threshold still lies in
+  it, three when it moved by one bracket, against four to five for a search from ``d_start``);
+  ``per_seed[i].hint`` records it.
 - **Early stopping**: every ``eval_every`` steps the accuracy on a held-out evaluation subset
   (the first ``eval_samples`` test images) is checked; once it passes the target, the full test
   split confirms it before the run stops (``target``); a run whose best evaluation accuracy has
@@ -282,7 +283,7 @@ def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
             d_int, d_interp = intrinsic_dimension(dims, accs, target)
             entry = {"seed": seed, "d_int90": None if math.isnan(d_int) else int(d_int),
                      "d_int90_interp": None if math.isnan(d_interp) else d_interp,
-                     "d_below": None, "resolved": False}
+                     "d_below": None, "resolved": False, "hint": None}
         seed_runs = [trained(d, seed) for d in dims]
         entry["tried"] = [[r["d"], r["test_acc"]] for r in seed_runs]
         per_seed.append(entry)

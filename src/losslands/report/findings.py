@@ -11,8 +11,8 @@ that a verdict means the same in every report:
 - **A sign** (a negative lambda_min) counts when the mean is beyond 2 standard errors of zero
   and every seed agrees.
 - **Connected** (a barrier of nothing): mean barrier + 2 s.e. below :data:`CONNECTED_BARRIER`.
-  A barrier is also read against the cross-seed baseline (two seeds of one optimizer) when the
-  sweep has it.
+  The cross-seed baseline (two seeds of one optimizer) is shown beside the optimizer pairs when
+  the sweep has it (straight line and AutoNEB); it does not enter a verdict.
 - **Sizeable fraction** (intrinsic dimension): at least :data:`SIZEABLE_FRACTION` of the
   parameters.
 

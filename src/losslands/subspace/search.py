@@ -78,21 +78,23 @@ def search_dimension(
 
     With ``hint = (d_below, d_int)``, a bracket found on a similar curve (another projection
     seed of the same model), its two ends are tried first: when the threshold still lies between
-    them the search costs two trainings. Otherwise the bracket is widened from the nearer end by
-    the hint's own ratio, squared at each further step up to ``growth`` (an exponential search
-    around the hint), then bisected as usual. The result does not depend on the hint beyond the
-    resolution; only the number of trainings does.
+    them and their ratio is at most ``1 + resolution``, the search costs two trainings. Otherwise
+    the bracket is widened from the nearer end by the hint's own ratio, squared at each further
+    step up to ``growth`` (an exponential search around the hint), then bisected as usual. Either
+    way a resolved search ends in a bracket of ratio at most ``1 + resolution`` around the
+    threshold; the hint moves that bracket within the resolution and changes the number of
+    trainings.
 
     Raises:
         ValueError: ``d_start`` outside ``1..d_max``, ``growth <= 1``, ``resolution <= 0`` or a
-            hint that is not ``1 <= d_below < d_int <= d_max``.
+            hint that is not integers ``1 <= d_below < d_int <= d_max``.
     """
     if not 1 <= d_start <= d_max:
         raise ValueError(f"d_start={d_start} must lie in 1..d_max={d_max}")
     if not growth > 1 or not resolution > 0:
         raise ValueError(f"need growth > 1 and resolution > 0, got {growth}, {resolution}")
-    if hint is not None and not 1 <= hint[0] < hint[1] <= d_max:
-        raise ValueError(f"hint={tuple(hint)} must be (d_below, d_int) with 1 <= d_below < d_int <= d_max={d_max}")
+    if hint is not None and (any(int(h) != h for h in hint) or not 1 <= hint[0] < hint[1] <= d_max):
+        raise ValueError(f"hint={tuple(hint)} must be integers (d_below, d_int) with 1 <= d_below < d_int <= d_max={d_max}")
     tried: dict[int, float] = {}
 
     def reached(d: int) -> bool:
