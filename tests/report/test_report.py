@@ -257,3 +257,19 @@ def test_diverged_cli_job_reaches_the_report(tmp_path):
     [row] = _failed_section(text)
     assert row[:3] == ["job", "train_summary.json", "diverged"]
     assert row[3].startswith("training loss is") and "optimizer.lr" in row[3]
+
+
+def test_intrinsic_dimension_figure_marks_runs_that_reached_the_target():
+    from losslands.report import figures
+    from losslands.report.load import Job
+
+    runs = [{"d": 10, "test_acc": 0.4, "stop_reason": "budget"}, {"d": 30, "test_acc": 0.6, "stop_reason": "target"},
+            {"d": 20, "test_acc": 0.5, "stop_reason": "plateau"}]
+    rec = {"probe": "intrinsic_dim", "status": "completed", "optimizer": "sgd", "seed": 0, "probe_key": "k",
+           "scalars": {}, "result": {"runs": runs, "target_acc": 0.55, "d_int90": 30}}
+    fig = figures.intrinsic_dimension([Job(None, {}, {"intrinsic_dim": rec})])
+    lines = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "o"]
+    filled, hollow = (ln for ln in lines if ln.get_markerfacecolor() != "none"), (
+        ln for ln in lines if ln.get_markerfacecolor() == "none")
+    assert [list(ln.get_xdata()) for ln in filled] == [[30]]
+    assert [list(ln.get_xdata()) for ln in hollow] == [[10, 20]]

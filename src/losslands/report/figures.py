@@ -161,21 +161,27 @@ def path_curves(jobs: list[Job]) -> Figure | None:
 
 
 def intrinsic_dimension(jobs: list[Job]) -> Figure | None:
-    """Test accuracy of every subspace training per optimizer (searched d differ between seeds),
-    the 90% targets (dotted) and each job's d_int90 (dashed)."""
+    """Test accuracy of every subspace training per optimizer (searched d differ between seeds;
+    filled: reached the target, open: missed it), the 90% targets (dotted) and each job's
+    d_int90 (dashed)."""
     by_opt = _by(probe_records(jobs, "intrinsic_dim"), lambda r: r["optimizer"])
     if not by_opt:
         return None
     fig, (ax,) = _panels(1, width=6)
     for opt, results in by_opt.items():
-        pts = sorted((run["d"], run["test_acc"]) for r in results for run in r.get("runs", []))
-        ax.plot([d for d, _ in pts], [a for _, a in pts], "o", ms=4, color=_color(opt), label=opt)
+        runs = [(run["d"], run["test_acc"], run.get("stop_reason") == "target")
+                for r in results for run in r.get("runs", [])]
+        # a run that reached the target stopped there: its accuracy is the one at the stop
+        for hit, style in ((True, {"label": opt}), (False, {"mfc": "none"})):
+            pts = sorted((d, a) for d, a, h in runs if h == hit)
+            ax.plot([d for d, _ in pts], [a for _, a in pts], "o", ms=4, color=_color(opt), **style)
         ax.axhline(np.mean([r["target_acc"] for r in results]), color=_color(opt), ls=":", lw=1)
         for r in results:
             if r.get("d_int90") is not None:
                 ax.axvline(r["d_int90"], color=_color(opt), ls="--", lw=0.8)
-    ax.set(xscale="log", xlabel="subspace dimension d", ylabel="test accuracy",
-           title="Intrinsic dimension (dotted: 90% of full-space accuracy; dashed: d_int90)")
+    ax.set(xscale="log", xlabel="subspace dimension d", ylabel="test accuracy")
+    ax.set_title("Intrinsic dimension (filled: reached the target, stopped there; open: missed it)\n"
+                 "dotted: 90% of the full model's accuracy; dashed: d_int90", fontsize=9)
     ax.legend(fontsize=8)
     return _done(fig, ax)
 
