@@ -131,7 +131,7 @@ def test_probes_run_without_tf32_and_restore_the_flags(monkeypatch):
 
     monkeypatch.setattr(runner, "load_probe", lambda name: types.SimpleNamespace(run=fake_run))
     ctx = types.SimpleNamespace(train_key="k", optimizer_name="o", seed=0, model_name="m", shard=None,
-                                device=torch.device("cpu"))
+                                device=torch.device("cpu"), load_other=None)
     cfg = types.SimpleNamespace(to_dict=lambda: {})
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     try:  # torch's flags are module properties that monkeypatch cannot swap
@@ -143,3 +143,36 @@ def test_probes_run_without_tf32_and_restore_the_flags(monkeypatch):
         assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_a_probes_seconds_exclude_loading_or_training_its_second_model(monkeypatch):
+    """A pairwise probe whose partner is not cached trains it inside the job: that time goes to
+    ``other_seconds``, not to the probe's ``seconds`` (the training has its own row)."""
+    import types
+
+    from losslands.probes import runner
+
+    clock = [0.0]
+    monkeypatch.setattr(runner, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def load_other(overrides):
+        clock[0] += 900.0  # a training
+        return "model"
+
+    def fake_run(ctx, cfg):
+        clock[0] += 50.0
+        assert ctx.load_other({"seed": 1}) == "model"
+        clock[0] += 10.0
+        if cfg.fail:
+            raise RuntimeError("boom")
+        return {}
+
+    monkeypatch.setattr(runner, "load_probe", lambda name: types.SimpleNamespace(run=fake_run))
+    ctx = types.SimpleNamespace(train_key="k", optimizer_name="o", seed=0, model_name="m", shard=None,
+                                device=torch.device("cpu"), load_other=load_other)
+    rec = runner.run_probe("fake", ctx, types.SimpleNamespace(to_dict=lambda: {}, fail=False))
+    assert (rec["seconds"], rec["other_seconds"]) == (60.0, 900.0)
+    assert ctx.load_other is load_other  # restored
+    with pytest.raises(RuntimeError, match="boom"):
+        runner.run_probe("fake", ctx, types.SimpleNamespace(to_dict=lambda: {}, fail=True))
+    assert ctx.load_other is load_other

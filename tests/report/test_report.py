@@ -273,3 +273,16 @@ def test_intrinsic_dimension_figure_marks_runs_that_reached_the_target():
         ln for ln in lines if ln.get_markerfacecolor() == "none")
     assert [list(ln.get_xdata()) for ln in filled] == [[30]]
     assert [list(ln.get_xdata()) for ln in hollow] == [[10, 20]]
+
+
+def test_cost_table_sums_wall_time_per_probe_and_training(tmp_path):
+    from losslands.report.write import cost_table
+
+    _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0), ("sgd", 1): (0.6, 12.0), ("adamw", 0): (0.7, 20.0)})
+    text = cost_table(load_sweep(tmp_path))
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    # three trainings of 10 s, three eval and three lanczos jobs of 1 s each
+    assert rows["training"] == "| training | 3 | 0.5 min | 0.2 min |"
+    assert rows["eval"] == "| eval | 3 | 0.1 min | 0.0 min |" and rows["lanczos"].startswith("| lanczos | 3 |")
+    assert rows["all"] == f"| all | | {(30 + 6) / 3600:.2f} h | |"
+    assert "other_seconds" in text

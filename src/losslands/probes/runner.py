@@ -7,7 +7,7 @@ import os
 import platform
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -81,6 +81,21 @@ class Sink(Protocol):
     def log_lines(self, key: str, xname: str, series: Mapping[str, Any]) -> None: ...
 
 
+class _TimedOther:
+    """``ctx.load_other`` with the wall time spent in it (training a missing model included)."""
+
+    def __init__(self, inner: Callable[[Mapping[str, Any]], nn.Module] | None) -> None:
+        self.inner, self.seconds = inner, 0.0
+
+    def __call__(self, overrides: Mapping[str, Any]) -> nn.Module:
+        assert self.inner is not None
+        start = time.perf_counter()
+        try:
+            return self.inner(overrides)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
 def run_probe(
     name: str,
     ctx: ProbeContext,
@@ -92,7 +107,9 @@ def run_probe(
     """Run probe ``name`` on ``ctx`` and return its record.
 
     The record holds ``probe``, ``schema``, the probe ``config``, the training key, the probe
-    key, ``optimizer``, ``seed``, ``model``, ``status``, ``seconds``, and (once completed)
+    key, ``optimizer``, ``seed``, ``model``, ``status``, ``seconds`` (the probe's own wall time),
+    ``other_seconds`` (loading, or training, a pairwise probe's second model: training time
+    belongs to that model, not to the probe), and (once completed)
     ``result`` and ``scalars``. With ``out``, it is written to ``out/probes/<name>.json`` (also
     on failure) with the figure beside it, and finished pieces go to ``<name>.partial.json``
     (only with a probe key, which identifies them).
@@ -113,16 +130,21 @@ def run_probe(
     if ctx.shard is not None:
         ctx.partial.pieces = ctx.shard.broadcast_object(ctx.partial.pieces)
         sink = sink if main else None
-    start = time.perf_counter()
+    start, other = time.perf_counter(), _TimedOther(ctx.load_other)
+    ctx.load_other = other if ctx.load_other is not None else None
     try:
         with exact_float32():
             result = mod.run(ctx, cfg)
     except Exception:
-        record.update(status="failed", seconds=time.perf_counter() - start, error=traceback.format_exc())
+        record.update(status="failed", seconds=time.perf_counter() - start - other.seconds,
+                      other_seconds=other.seconds, error=traceback.format_exc())
         if path is not None:
             write_json(path, record)
         raise
-    record.update(status="completed", seconds=time.perf_counter() - start, result=result)
+    finally:
+        ctx.load_other = other.inner
+    record.update(status="completed", seconds=time.perf_counter() - start - other.seconds,
+                  other_seconds=other.seconds, result=result)
     scalars = mod.scalars(result) if hasattr(mod, "scalars") else {}
     record["scalars"] = scalars
     if path is not None:

@@ -123,6 +123,9 @@ def cost_table(jobs: list[Job]) -> str:
     if rows:
         lines.append(f"| all | | {sum(t for *_, t in rows) / 3600:.2f} h | |")
     text = "\n".join(lines) + "\n"
+    if rows:
+        text += ("\nEvery model's training is in the training row; a probe's row excludes loading "
+                 "or training a pairwise probe's second model (`other_seconds` in its JSON).\n")
     if machines:
         text += "\nMachines: " + "; ".join(
             f"{m.get('processor')} ({m.get('cpus')} CPUs, {m.get('threads')} threads"
