@@ -286,3 +286,23 @@ def test_cost_table_sums_wall_time_per_probe_and_training(tmp_path):
     assert rows["eval"] == "| eval | 3 | 0.1 min | 0.0 min |" and rows["lanczos"].startswith("| lanczos | 3 |")
     assert rows["all"] == f"| all | | {(30 + 6) / 3600:.2f} h | |"
     assert "other_seconds" in text
+
+
+def test_coverage_says_which_seeds_each_probe_lacks(tmp_path):
+    from losslands.report.write import coverage_table
+
+    _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0), ("sgd", 1): (0.6, 12.0), ("adamw", 0): (0.7, 20.0),
+                           ("adamw", 1): (0.7, 21.0)})
+    (tmp_path / "3_sgd-s1-lanczos" / "probes" / "lanczos.json").unlink()  # sgd seed 1 lacks lanczos
+    for other in ("adamw", "sgd"):  # sgd seed 0 against adamw, and against sgd seed 1 (cross-seed)
+        job = tmp_path / f"9_sgd-s0-interpolation-{other}"
+        write_json(job / "train_summary.json", json.loads((tmp_path / "2_sgd-s0-eval" / "train_summary.json").read_text()))
+        write_json(job / "probes" / "interpolation.json", {
+            "probe": "interpolation", "status": "completed", "optimizer": "sgd", "seed": 0,
+            "probe_key": f"i{other}", "scalars": {"barrier": 0.1}, "result": {"other": other}, "seconds": 1.0})
+    rows = {line.split(" | ")[0].strip("| "): line for line in coverage_table(load_sweep(tmp_path)).splitlines()}
+    assert rows[""] == "| | sgd | adamw |"
+    assert rows["training"] == "| training | 2/2 | 2/2 |" and rows["eval"] == "| eval | 2/2 | 2/2 |"
+    assert rows["lanczos"] == "| lanczos | 1/2 (no seed 1) | 2/2 |"
+    assert rows["interpolation"] == "| interpolation | 1/2 (no seed 1) | 0/2 (no seed 0, 1) |"
+    assert rows["interpolation (cross-seed)"] == "| interpolation (cross-seed) | 1/2 (no seed 1) | 0/2 (no seed 0, 1) |"

@@ -102,6 +102,32 @@ def _pair(rec: dict[str, Any]) -> str:
     return f"{rec.get('optimizer')}-{res['other']}" if res.get("other") else ""
 
 
+def coverage_table(jobs: list[Job]) -> str:
+    """Per probe and optimizer, how many of the sweep's seeds have a completed result, and which
+    are missing: what a partial sweep still lacks. Pairwise probes between two seeds of one
+    optimizer (the cross-seed baseline) get their own rows."""
+    seeds = sorted({j.seed for j in jobs})
+    opts = sorted({j.optimizer for j in jobs}, key=lambda o: (OPTIMIZER_ORDER + [o]).index(o))
+    have: dict[str, dict[str, set[int]]] = {"training": defaultdict(set)}
+    for s in trainings(jobs):
+        if s.get("status", "completed") == "completed":
+            have["training"][s["config"]["optimizer"]["name"]].add(int(s["config"].get("seed", 0)))
+    for probe in available_probes():
+        for rec in probe_records(jobs, probe):
+            other = (rec.get("result") or {}).get("other")
+            row = f"{probe} (cross-seed)" if other is not None and other == rec.get("optimizer") else probe
+            have.setdefault(row, defaultdict(set))[rec.get("optimizer", "?")].add(int(rec.get("seed", 0)))
+    lines = ["| | " + " | ".join(opts) + " |", "|---|" + "---|" * len(opts)]
+    for row, by_opt in have.items():
+        cells = []
+        for o in opts:
+            missing = [str(s) for s in seeds if s not in by_opt.get(o, set())]
+            cell = f"{len(seeds) - len(missing)}/{len(seeds)}"
+            cells.append(cell + (f" (no seed {', '.join(missing)})" if missing else ""))
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def cost_table(jobs: list[Job]) -> str:
     """Wall time per probe (sum over jobs and per job) and per training, and the machines."""
     rows, machines = [], {}
@@ -190,6 +216,8 @@ def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str 
                problems_section(problems)]
 
     md.append(findings_section(jobs))
+    md += ["## Coverage\n", f"Completed results per optimizer, of the sweep's seeds {seeds}.\n",
+           coverage_table(jobs)]
     tables: dict[str, dict] = {}
     text, tables["training"] = training_table(jobs)
     md += ["## Training\n", text]
