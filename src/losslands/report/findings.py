@@ -108,7 +108,7 @@ def _order(values: Values, label: str, larger: bool, metric: str = "") -> tuple[
 def _per_seed(jobs: list[Job], probe: str, key: str) -> Values:
     out: Values = defaultdict(dict)
     for rec in probe_records(jobs, probe):
-        if probe in _PAIRWISE and _is_cross_seed(rec):
+        if probe in _PAIRWISE and is_cross_seed(rec):
             continue
         value = scalar_value(rec.get("scalars") or {}, key)
         if value is not None:
@@ -119,7 +119,8 @@ def _per_seed(jobs: list[Job], probe: str, key: str) -> Values:
 _PAIRWISE = ("interpolation", "autoneb", "curve")
 
 
-def _is_cross_seed(rec: dict[str, Any]) -> bool:
+def is_cross_seed(rec: dict[str, Any]) -> bool:
+    """Whether a pairwise probe's record pairs two seeds of one optimizer."""
     other = (rec.get("result") or {}).get("other")
     return other == rec.get("optimizer")
 

@@ -14,7 +14,7 @@ from losslands.io import _atomic, save_figure
 from losslands.probes.base import available_probes, load_probe
 from losslands.report import figures
 from losslands.report.definitions import definitions
-from losslands.report.findings import findings_section
+from losslands.report.findings import findings_section, is_cross_seed
 from losslands.report.load import Job, Problem, probe_records, scan_sweep, trainings
 from losslands.report.tables import (
     epochs_to_fraction,
@@ -102,20 +102,24 @@ def _pair(rec: dict[str, Any]) -> str:
     return f"{rec.get('optimizer')}-{res['other']}" if res.get("other") else ""
 
 
+def _seeds_and_optimizers(jobs: list[Job]) -> tuple[list[int], list[str]]:
+    """The sweep's seeds, sorted, and optimizers, in the report's order."""
+    opts = sorted({j.optimizer for j in jobs}, key=lambda o: (OPTIMIZER_ORDER + [o]).index(o))
+    return sorted({j.seed for j in jobs}), opts
+
+
 def coverage_table(jobs: list[Job]) -> str:
     """Per probe and optimizer, how many of the sweep's seeds have a completed result, and which
     are missing: what a partial sweep still lacks. Pairwise probes between two seeds of one
     optimizer (the cross-seed baseline) get their own rows."""
-    seeds = sorted({j.seed for j in jobs})
-    opts = sorted({j.optimizer for j in jobs}, key=lambda o: (OPTIMIZER_ORDER + [o]).index(o))
+    seeds, opts = _seeds_and_optimizers(jobs)
     have: dict[str, dict[str, set[int]]] = {"training": defaultdict(set)}
     for s in trainings(jobs):
         if s.get("status", "completed") == "completed":
             have["training"][s["config"]["optimizer"]["name"]].add(int(s["config"].get("seed", 0)))
     for probe in available_probes():
         for rec in probe_records(jobs, probe):
-            other = (rec.get("result") or {}).get("other")
-            row = f"{probe} (cross-seed)" if other is not None and other == rec.get("optimizer") else probe
+            row = f"{probe} (cross-seed)" if is_cross_seed(rec) else probe
             have.setdefault(row, defaultdict(set))[rec.get("optimizer", "?")].add(int(rec.get("seed", 0)))
     lines = ["| | " + " | ".join(opts) + " |", "|---|" + "---|" * len(opts)]
     for row, by_opt in have.items():
@@ -207,8 +211,7 @@ def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str 
     writer.writerows(rows)
     _atomic(sweep_dir / "results.csv", lambda tmp: Path(tmp).write_text(buf.getvalue()))
 
-    seeds = sorted({j.seed for j in jobs})
-    opts = sorted({j.optimizer for j in jobs}, key=lambda o: (OPTIMIZER_ORDER + [o]).index(o))
+    seeds, opts = _seeds_and_optimizers(jobs)
     md = [f"# losslands report: {sweep_dir.name}\n",
           f"{len(jobs)} jobs, optimizers {', '.join(opts)}, seeds {seeds}. Cells: mean ± std over seeds (n).\n"]
     if problems:
