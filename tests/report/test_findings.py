@@ -69,9 +69,25 @@ def test_a_reversed_difference_contradicts_and_a_positive_bottom_is_not_indefini
     lam = {o: [100.0, 101.0, 102.0] for o in OPTS}
     low = {"sgd": [-1.0, -1.1, -0.9], "momentum": [-1.0, -1.2, -0.8], "adamw": [1e-3, 2e-3, 1e-3]}
     jobs = _jobs(acc=acc, lam=lam, lam_min=low)
-    assert findings.claim_accuracy(jobs)[0] == "contradicted"
+    verdict, evidence, _ = findings.claim_accuracy(jobs)
+    assert verdict == "contradicted"
+    row = next(r for r in findings.findings_section(jobs).splitlines() if r.startswith("| 1 |"))
+    assert row.endswith("| - |")  # settled: nothing left to "settle", though the epochs are tied
+    # the deciding comparisons are named: adamw - sgd = -0.10, s.e. sqrt(2/3) * 0.00577
+    assert "val acc, adamw vs sgd: difference -0.1 ± 0.0047 (s.e.), against the claim" in evidence
+    assert "adamw vs momentum: difference -0.06 ± 0.0047" in evidence
     verdict, evidence, _ = findings.claim_indefinite(jobs)
     assert verdict == "contradicted" and "adamw lambda_min" in evidence
+
+
+def test_claim_2_names_the_comparison_that_contradicts_its_second_half():
+    # adamw clearly sharpest (supported half), but momentum is not the flattest: sgd is
+    lam = {"sgd": [20.0, 21.0, 22.0], "momentum": [60.0, 61.0, 62.0], "adamw": [300.0, 301.0, 302.0]}
+    verdict, evidence, _ = findings.claim_sharpness(_jobs(lam=lam))
+    assert verdict == "contradicted"
+    assert evidence.startswith("lambda_max: sgd 21 ± 1 (n=3); momentum 61 ± 1 (n=3); adamw 301 ± 1 (n=3)")
+    assert "lambda_max, momentum vs sgd: difference +40 ± 0.82 (s.e.), against the claim" in evidence
+    assert "adamw vs" not in evidence  # the half that holds is not reported as deciding
 
 
 def test_an_unresolved_difference_says_how_many_seeds_would_resolve_it():

@@ -16,32 +16,40 @@ PUBLISHED = Path(__file__).resolve().parents[2] / "results" / "seed_study_cpu"
 
 @pytest.mark.skipif(not (PUBLISHED / "REPORT.md").exists(), reason="no published study in this checkout")
 def test_published_report_regenerates_from_the_committed_jsons(tmp_path):
-    copy = tmp_path / PUBLISHED.name
-    tracked = _tracked(PUBLISHED)
-    if tracked is None:  # not a git checkout: what .gitignore keeps, none of the report's outputs
+    copy = _from_git(PUBLISHED, tmp_path)
+    if copy is None:  # not a git checkout: what .gitignore keeps, none of the report's outputs
+        copy = tmp_path / PUBLISHED.name
         shutil.copytree(PUBLISHED, copy, ignore=shutil.ignore_patterns(
             "REPORT.md", "results.csv", "figures", "wandb", "csv", "*.log", "*.png", "*.partial.json",
             "hydra.yaml"))
-    else:  # exactly the committed inputs: a study running in this checkout adds folders git lacks
-        for rel in tracked:
-            if rel.parts[0] in ("REPORT.md", "results.csv", "figures"):
-                continue
-            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PUBLISHED / rel, copy / rel)
+        expected = PUBLISHED
+    else:  # what git holds, so a study running (or a result being redone) in this checkout is unseen
+        expected = tmp_path / "expected"
+        expected.mkdir()
+        for name in ("REPORT.md", "results.csv", "figures"):
+            shutil.move(copy / name, expected / name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an unfinished study lists its missing jobs, as published
         report = write_report(copy)
-    assert report.read_text() == (PUBLISHED / "REPORT.md").read_text()
-    assert (copy / "results.csv").read_text() == (PUBLISHED / "results.csv").read_text()
+    assert report.read_text() == (expected / "REPORT.md").read_text()
+    assert (copy / "results.csv").read_text() == (expected / "results.csv").read_text()
     assert sorted(p.name for p in (copy / "figures").iterdir()) == sorted(
-        p.name for p in (PUBLISHED / "figures").iterdir())
+        p.name for p in (expected / "figures").iterdir())
 
 
-def _tracked(folder: Path) -> list[Path] | None:
-    """Files under ``folder`` that git tracks (relative), or None outside a git checkout."""
+def _from_git(folder: Path, into: Path) -> Path | None:
+    """``folder`` as git's index holds it (what is committed, or staged to be), written under
+    ``into``; None outside a git checkout."""
+    def git(*args: str, cwd: Path = folder, **kw) -> bytes:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=True, **kw).stdout
+
     try:
-        out = subprocess.run(["git", "ls-files", "-z", "."], cwd=folder, capture_output=True, check=True)
+        root = Path(git("rev-parse", "--show-toplevel").decode().strip())
+        files = git("ls-files", "-z", "--full-name", ".")
+        if not files:
+            return None
+        # paths from the top, so run from there
+        git("checkout-index", "-z", "--stdin", f"--prefix={into / 'index'}/", cwd=root, input=files)
     except (OSError, subprocess.CalledProcessError):
         return None
-    files = [Path(f) for f in out.stdout.decode().split("\0") if f]
-    return files or None
+    return into / "index" / folder.resolve().relative_to(root.resolve())

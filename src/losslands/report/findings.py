@@ -71,15 +71,17 @@ def _seeds_needed(d: float, se: float, n: int) -> int | None:
     return max(n + 1, math.ceil(n * (2 * se / abs(d)) ** 2 - 1e-9))  # no float noise above an integer
 
 
-def _order(values: Values, label: str, larger: bool, metric: str = "") -> tuple[str, str, list[str]]:
+def _order(values: Values, label: str, larger: bool, metric: str = "",
+           show_values: bool = True) -> tuple[str, str, list[str]]:
     """Is ``label`` the largest (``larger``) or smallest of the optimizers, beyond 2 s.e.?
 
-    Returns ``(verdict, evidence, what would settle it)``.
+    Returns ``(verdict, evidence, what would settle it)``; the evidence lists every optimizer's
+    values (unless ``show_values`` is false) and, when contradicted, the deciding comparisons.
     """
     if label not in values or len(values) < 2:
         return "no data", "", [f"run every optimizer with >= 2 seeds ({label} missing)"]
     sign = 1 if larger else -1
-    verdicts, settle = [], []
+    verdicts, settle, against = [], [], []
     what = f"{metric}, " if metric else ""
     for other in values:
         if other == label:
@@ -92,16 +94,21 @@ def _order(values: Values, label: str, larger: bool, metric: str = "") -> tuple[
             verdicts.append("supported")
         elif sign * d < -2 * se:
             verdicts.append("contradicted")
+            against.append(f"{what}{label} vs {other}: difference {d:+.3g} ± {se:.2g} (s.e.), "
+                           "against the claim")
         else:
             verdicts.append("unresolved")
             need = _seeds_needed(d, se, n)
             settle.append(f"{what}{label} vs {other}: difference {d:+.3g} ± {se:.2g} (s.e.)"
                           + (f", ~{need} seeds each to resolve a difference this size" if need else ""))
-    evidence = "; ".join(f"{o} {_cell(list(v.values()))}" for o, v in values.items())
+    evidence = ("; ".join(f"{o} {_cell(list(v.values()))}" for o, v in values.items())
+                if show_values else "")
     if all(v == "supported" for v in verdicts):
         return "supported", evidence, settle
-    if any(v == "contradicted" for v in verdicts):
-        return "contradicted", evidence, settle
+    if against:
+        # the comparison that decides it, so a reader need not redo the arithmetic; a contradicted
+        # ordering is settled whatever the unresolved comparisons would show
+        return "contradicted", f"{evidence} ({'; '.join(against)})".lstrip(), []
     return "not resolved", evidence, settle
 
 
@@ -177,8 +184,8 @@ def claim_accuracy(jobs: list[Job]) -> tuple[str, str, list[str]]:
 def claim_sharpness(jobs: list[Job]) -> tuple[str, str, list[str]]:
     lam = _per_seed(jobs, "lanczos", "lambda_max")
     v1, e, s1 = _order(lam, "adamw", larger=True, metric="lambda_max")
-    v2, _, s2 = _order(lam, "momentum", larger=False, metric="lambda_max")
-    return _combine(v1, v2), f"lambda_max: {e}", s1 + s2
+    v2, e2, s2 = _order(lam, "momentum", larger=False, metric="lambda_max", show_values=False)
+    return _combine(v1, v2), f"lambda_max: {e}" + (f" {e2}" if e2 else ""), s1 + s2
 
 
 def claim_indefinite(jobs: list[Job]) -> tuple[str, str, list[str]]:
@@ -208,7 +215,7 @@ def claim_indefinite(jobs: list[Job]) -> tuple[str, str, list[str]]:
 
 def claim_noise(jobs: list[Job]) -> tuple[str, str, list[str]]:
     ratio = _per_seed(jobs, "noise", "ratio")
-    v1, e1, s1 = _order(ratio, "adamw", larger=False)
+    v1, e1, s1 = _order(ratio, "adamw", larger=False, metric="lambda_C/lambda_H")
     acc, _ = _training(jobs)
     lam = _per_seed(jobs, "lanczos", "lambda_max")
     r_ratio, n1 = _correlation(ratio, acc)
@@ -354,5 +361,7 @@ def findings_section(jobs: list[Job]) -> str:
              "|---|---|---|---|---|"]
     for i, (claim, check) in enumerate(CLAIMS, 1):
         verdict, evidence, settle = check(jobs)
+        if verdict == "contradicted":
+            settle = []  # a conjunction with one part contradicted is settled, whatever the rest shows
         lines.append(f"| {i} | {claim} | **{verdict}** | {evidence or '-'} | {'; '.join(settle) or '-'} |")
     return "\n".join(lines) + "\n"
