@@ -285,6 +285,7 @@ def run_distributed(cfg: Any) -> dict[str, Any] | None:
     """
     import torch
 
+    from losslands.allocator import reuse_freed_memory
     from losslands.config import validate_job_config, with_overrides
     from losslands.io import read_json, write_json
     from losslands.loggers import JobLoggers
@@ -306,6 +307,8 @@ def run_distributed(cfg: Any) -> dict[str, Any] | None:
         pcfg = probe_config(cfg)
         if cfg.get("threads"):
             torch.set_num_threads(int(cfg.threads))
+        if cfg.get("malloc_reuse"):
+            reuse_freed_memory()
         key = training_hash(training_config(cfg))
         return pcfg, key, probe_key(key, pcfg.to_dict()) if pcfg is not None else ""
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from losslands.allocator import reuse_freed_memory
 from losslands.config import coupled_weight_decay, validate_job_config, with_overrides
 from losslands.io import read_json, write_json
 from losslands.loggers import JobLoggers
@@ -98,6 +99,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("threads"):
         # parallel jobs on one CPU each defaulting to all cores slow each other down many-fold
         torch.set_num_threads(int(cfg.threads))
+    if cfg.get("malloc_reuse"):
+        reuse_freed_memory()
     if ddp_participant():
         # a rank > 0 of Lightning's DDP training, started by rank 0's fit: train, write nothing
         train_or_reuse(cfg)
