@@ -70,14 +70,14 @@ INFO = ProbeInfo(
         "lambda_c_std": Scalar("std of lambda_c over the subsets", "loss²"),
         "lambda_h": Scalar("top Hessian eigenvalue on the same samples", "loss"),
         "lambda_h_std": Scalar("std of lambda_h over the subsets", "loss"),
-        "ratio": Scalar("lambda_c / lambda_h"),
-        "ratio_std": Scalar("std of the ratio over the subsets"),
+        "ratio": Scalar("lambda_c / lambda_h (loss² / loss: not a pure number)", "loss"),
+        "ratio_std": Scalar("std of the ratio over the subsets", "loss"),
         "alignment": Scalar("v_H^T C v_H / lambda_h: noise along the sharpest direction per unit curvature (units of loss, unbounded)", "loss"),
         "alignment_c": Scalar("v_H^T C v_H / lambda_c: the fraction of the top noise variance along the sharpest direction, in [0, 1]"),
         "trace_c": Scalar("tr(C)", "loss²"),
         "lambda_c_over_b": Scalar("lambda_c / B: the top noise eigenvalue of a mini-batch of B", "loss²"),
         "lambda_c_corrected": Scalar("lambda_c - tr(C)/n: first-order bias correction", "loss²"),
-        "ratio_n<n>": Scalar("ratio on the first n images of subset 0"),
+        "ratio_n<n>": Scalar("ratio on the first n images of subset 0", "loss"),
         "lambda_c_over_b_n<n>": Scalar("lambda_c / B on the first n images of subset 0", "loss²"),
     },
     table=["lambda_c", "lambda_h", "ratio", "alignment_c", "trace_c", "lambda_c_over_b"],
@@ -214,7 +214,7 @@ def plot(result: dict[str, Any]) -> Figure:
         label=f"mean +- std over {result['repeats']} subsets",
     )
     ax_ratio.set_xscale("log")
-    ax_ratio.set(xlabel="samples n", ylabel="ratio", title="noise / curvature ratio")
+    ax_ratio.set(xlabel="samples n", ylabel="ratio (loss)", title="noise / curvature ratio")
     ax_ratio.legend(fontsize=8)
     return fig
 

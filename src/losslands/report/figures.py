@@ -233,7 +233,7 @@ def noise_vs_n(jobs: list[Job]) -> Figure | None:
         for i, r in enumerate(results):
             pts = sorted(r.get("by_n", []), key=lambda p: p["n"])
             ax.plot([p["n"] for p in pts], [p["ratio"] for p in pts], "o-", color=_color(opt), label=opt if i == 0 else None)
-    ax.set(xscale="log", xlabel="samples n", ylabel="lambda_C / lambda_H", title="Noise vs curvature: dependence on n")
+    ax.set(xscale="log", xlabel="samples n", ylabel="lambda_C / lambda_H (loss)", title="Noise vs curvature: dependence on n")
     return _done(fig, ax)
 
 
