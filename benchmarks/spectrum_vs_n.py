@@ -21,6 +21,7 @@ import warnings
 import torch
 from torch import nn
 
+from losslands.allocator import reuse_freed_memory
 from losslands.curvature import HessianOperator
 from losslands.curvature.spectrum import spectrum
 from losslands.data.augment import normalize
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    reuse_freed_memory()  # as the CLI does by default (malloc_reuse): no page faults per product
     models = {}
     for item in args.weights or ["init=random"]:
         name, _, path = item.partition("=")
