@@ -88,10 +88,35 @@ ValueError: probe.n_samples=9000 exceeds the 5000 probe images
 """
 
 
+def _final(job):
+    """The final metrics of a job's training (another job of the same training reports the same)."""
+    return json.loads((job / "train_summary.json").read_text())["final"]
+
+
+def test_a_training_that_ended_differently_in_two_folders_is_listed(tmp_path):
+    # the same training key in two folders (one from another machine), different weights
+    _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0), ("sgd", 1): (0.6, 12.0)})
+    again = tmp_path / "9_sgd-s0-noise"
+    write_json(again / "train_summary.json",
+               {"status": "completed", "hash": "hsgd0", "config": {"optimizer": {"name": "sgd"}, "seed": 0},
+                "final": _final(tmp_path / "0_sgd-s0-eval") | {"val/acc": 0.51}})
+    with pytest.warns(UserWarning, match="1 jobs or files"):
+        text = write_report(tmp_path).read_text()
+    [row] = _failed_section(text)
+    assert row[:3] == ["9_sgd-s0-noise", "train_summary.json", "not reproduced"]
+    assert row[3].startswith("training hsgd0 ended at val/acc 0.51 here but 0.5 in 0_sgd-s0-eval")
+    # the same final metrics everywhere: nothing listed
+    write_json(again / "train_summary.json",
+               {"status": "completed", "hash": "hsgd0", "config": {"optimizer": {"name": "sgd"}, "seed": 0},
+                "final": _final(tmp_path / "0_sgd-s0-eval")})
+    assert "## Failed or unreadable" not in write_report(tmp_path).read_text()
+
+
 def test_failed_probe_is_listed(tmp_path):
     _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0)})
     write_json(tmp_path / "9_sgd-s0-noise" / "train_summary.json",
-               {"status": "completed", "hash": "hsgd0", "config": {"optimizer": {"name": "sgd"}, "seed": 0}, "final": {}})
+               {"status": "completed", "hash": "hsgd0", "config": {"optimizer": {"name": "sgd"}, "seed": 0},
+                "final": _final(tmp_path / "0_sgd-s0-eval")})
     write_json(tmp_path / "9_sgd-s0-noise" / "probes" / "noise.json",
                {"probe": "noise", "status": "failed", "optimizer": "sgd", "seed": 0, "error": TRACEBACK})
     write_json(tmp_path / "9_sgd-s1-noise" / "train_summary.json",
@@ -180,7 +205,8 @@ def test_jobs_without_results_are_listed(tmp_path):
     (no_probe / ".hydra").mkdir(parents=True)
     (no_probe / ".hydra" / "config.yaml").write_text("optimizer:\n  name: sgd\nseed: 0\nprobe:\n  name: curve\n")
     write_json(no_probe / "train_summary.json",
-               {"status": "completed", "hash": "hsgd0", "config": {"optimizer": {"name": "sgd"}, "seed": 0}, "final": {}})
+               {"status": "completed", "hash": "hsgd0", "config": {"optimizer": {"name": "sgd"}, "seed": 0},
+                "final": _final(tmp_path / "0_sgd-s0-eval")})
     write_json(no_probe / "probes" / "curve.partial.json", {"pieces": {}})
     with pytest.warns(UserWarning):
         text = write_report(tmp_path).read_text()

@@ -178,7 +178,30 @@ def scan_sweep(sweep_dir: str | Path) -> Sweep:
         name = str(folder.relative_to(sweep_dir))
         problems += [Problem(name, file, status, error, probe, opt, seed)
                      for file, status, error, probe in found]
+    problems += _not_reproduced(jobs, sweep_dir)
     return Sweep(jobs, problems)
+
+
+def _not_reproduced(jobs: list[Job], sweep_dir: Path) -> list[Problem]:
+    """A problem for each job whose training ended elsewhere than another job's with the same
+    training key: the two folders' results come from different weights (e.g. a study continued
+    on a machine or torch version that did not reproduce the training), so pairing or averaging
+    them would be silently inconsistent. The first folder (by path) is the reference."""
+    first: dict[str, Job] = {}
+    out = []
+    for job in jobs:
+        if job.summary.get("status", "completed") != "completed" or "hash" not in job.summary:
+            continue
+        ref = first.setdefault(job.summary["hash"], job)
+        a, b = ref.summary.get("final") or {}, job.summary.get("final") or {}
+        if a != b:
+            diff = next((k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)), "")
+            out.append(Problem(
+                str(job.path.relative_to(sweep_dir)), "train_summary.json", "not reproduced",
+                f"training {job.summary['hash']} ended at {diff} {b.get(diff)} here but {a.get(diff)} in "
+                f"{ref.path.relative_to(sweep_dir)}: their results come from different weights "
+                "(retrain both folders' models on one machine)", "train", job.optimizer, job.seed))
+    return out
 
 
 def _scan_job(folder: Path) -> tuple[Job | None, list[tuple[str, str, str, str]]]:
