@@ -30,6 +30,9 @@ def test_reused_memory_takes_no_page_faults_where_the_default_takes_one_per_page
     reused = _faults("reuse")
     if reused == "unsupported":
         pytest.skip("not glibc: reuse_freed_memory is a no-op here")
-    # the default maps each 40 MiB afresh: 20 x 10,240 pages of 4 KiB, each faulted in when written
-    assert int(_faults("default")) > 20 * 10_240 * 0.9
-    assert int(reused) < 1_000
+    default = int(_faults("default"))
+    if default < 20 * 10:
+        # huge pages, a preloaded allocator or MALLOC_* settings: nothing here to compare against
+        pytest.skip(f"the default allocation took only {default} page faults here")
+    # with 4 KiB pages the default maps each 40 MiB afresh: 20 x 10,240 faults; reuse: ~0
+    assert int(reused) < default / 100

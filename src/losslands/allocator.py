@@ -6,7 +6,10 @@ and hands it back with ``munmap`` when freed. A CPU training step of the referen
 zeroed pages: on the 2-core machine this was a third of the step's time (kernel time, ~60k minor
 faults per step). Taking every allocation from the heap and never trimming it makes later
 allocations reuse the same pages. The numbers do not change (PyTorch aligns its CPU buffers
-itself); the cost is that the process keeps its peak memory until it exits.
+itself); the cost is that the process keeps up to 2 GiB of freed memory mapped, and the setting
+holds for the rest of the process (it cannot be undone, so a later in-process job with
+``malloc_reuse=false`` still reuses). Blocks above 64 MiB allocated on threads other than the
+main one may still be mapped afresh.
 """
 
 from __future__ import annotations
@@ -36,5 +39,8 @@ def reuse_freed_memory() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    # the largest trim threshold an int holds: freed memory at the heap's top stays mapped
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    if not mallopt(_M_MMAP_MAX, 0):
+        return False
+    # the largest trim threshold an int holds: up to 2 GiB freed at the heap's top stays mapped
+    mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    return True

@@ -90,6 +90,30 @@ def test_claim_2_names_the_comparison_that_contradicts_its_second_half():
     assert "adamw vs" not in evidence  # the half that holds is not reported as deciding
 
 
+def test_a_difference_beyond_2_se_but_inside_the_t_interval_is_marked_marginal():
+    # adamw - sgd = -0.06, s.e. sqrt(2 * 0.02² / 3) = 0.0163: 3.7 s.e., beyond 2 but below
+    # t_0.975(2 df) = 4.303; adamw - momentum = +0.12, 10 s.e.: not marginal
+    acc = {"sgd": [0.66, 0.68, 0.70], "momentum": [0.50, 0.50, 0.50], "adamw": [0.60, 0.62, 0.64]}
+    jobs = _jobs(acc=acc)
+    verdict, evidence, settle = findings.claim_accuracy(jobs)
+    assert verdict == "contradicted"
+    assert ("val acc, adamw vs sgd: difference -0.06 ± 0.016 (s.e.), against the claim, "
+            "marginal: |d|/s.e. = 3.7 < t = 4.3 (2 df)") in evidence
+    assert [s for s in settle if "marginal" in s] == [
+        "more seeds: val acc, adamw vs sgd is marginal: |d|/s.e. = 3.7 < t = 4.3 (2 df)"]
+    assert "momentum is marginal" not in " ".join(settle)
+    row = next(r for r in findings.findings_section(jobs).splitlines() if r.startswith("| 1 |"))
+    assert "more seeds: val acc, adamw vs sgd" in row  # a marginal contradiction is not settled
+    assert findings._marginal(0.06, 0.0163, 11) == ""  # beyond the table (df > 10): 2 s.e. is close to t
+
+
+def test_claim_2_without_adamw_shows_the_others_values_and_no_stray_punctuation():
+    lam = {"sgd": [20.0, 21.0, 22.0], "momentum": [60.0, 61.0, 62.0], "adamw": [None, None, None]}
+    verdict, evidence, _ = findings.claim_sharpness(_jobs(lam=lam))
+    assert evidence.startswith("lambda_max: sgd 21 ± 1 (n=3); momentum 61 ± 1 (n=3)")
+    assert "  " not in evidence and "()" not in evidence
+
+
 def test_an_unresolved_difference_says_how_many_seeds_would_resolve_it():
     # adamw - sgd = 0.01 with s.e. sqrt(2) * 0.01 / sqrt(3): 2 s.e. / d = 1.633, n = 3 * 1.633² = 8
     acc = {"sgd": [0.60, 0.61, 0.62], "momentum": [0.50, 0.50, 0.50], "adamw": [0.61, 0.62, 0.63]}
@@ -163,4 +187,4 @@ def test_curved_paths_are_judged_on_optimizer_pairs_with_the_cross_seed_baseline
     assert verdict == "supported" and not settle
     assert "Cross-seed baseline (same optimizer, different seeds): adamw-adamw 0.5" in evidence
     # its barrier is not claim 5's (Entezari's, above the chord): the definition is stated
-    assert "(barrier here: max loss along the path - the larger endpoint loss)" in evidence
+    assert "(barrier here: max loss along the path minus the larger endpoint loss)" in evidence

@@ -5,9 +5,11 @@ count of seeds) and, where the data do not settle it, what would. The rules are 
 that a verdict means the same in every report:
 
 - **A difference** between two optimizers counts when it exceeds twice its standard error,
-  ``|m1 - m2| > 2 sqrt(s1²/n1 + s2²/n2)`` (about a 95% interval; with three seeds a t-interval
-  would be wider, so a verdict at the margin is marked so). Otherwise it is unresolved, and the
-  seeds that would resolve a difference of the observed size are ``n (2 se / |d|)²``.
+  ``|m1 - m2| > 2 sqrt(s1²/n1 + s2²/n2)`` (about a 95% interval). With a few seeds a t-interval
+  is wider: a difference that counts but lies within the two-sided 95% t-interval with
+  ``min(n1, n2) - 1`` degrees of freedom (conservative for Welch's) is marked *marginal*, and more
+  seeds are listed as what would settle it. Otherwise it is unresolved, and the seeds that would
+  resolve a difference of the observed size are ``n (2 se / |d|)²``.
 - **A sign** (a negative lambda_min) counts when the mean is beyond 2 standard errors of zero
   and every seed agrees.
 - **Connected** (a barrier of nothing): mean barrier + 2 s.e. below :data:`CONNECTED_BARRIER`.
@@ -65,6 +67,18 @@ def _difference(a: Sequence[float | None], b: Sequence[float | None]) -> tuple[f
     return ma - mb, math.hypot(sa, sb), min(na, nb)
 
 
+# two-sided 95% quantiles of Student's t, t_{0.975}(df), df = 1..10
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def _marginal(d: float, se: float, n: int) -> str:
+    """A note when ``|d| > 2 se`` falls inside the t-interval with ``n - 1`` df, else ''."""
+    df = n - 1
+    if df < 1 or df > len(_T975) or abs(d) >= _T975[df - 1] * se:
+        return ""
+    return f"marginal: |d|/s.e. = {abs(d) / se:.2g} < t = {_T975[df - 1]:.3g} ({df} df)"
+
+
 def _seeds_needed(d: float, se: float, n: int) -> int | None:
     if not (math.isfinite(d) and math.isfinite(se)) or d == 0 or n < 2:
         return None
@@ -90,12 +104,14 @@ def _order(values: Values, label: str, larger: bool, metric: str = "",
         if not math.isfinite(se):
             verdicts.append("unresolved")
             settle.append(f"{what}{label} vs {other}: >= 2 seeds each")
-        elif sign * d > 2 * se:
-            verdicts.append("supported")
-        elif sign * d < -2 * se:
-            verdicts.append("contradicted")
-            against.append(f"{what}{label} vs {other}: difference {d:+.3g} ± {se:.2g} (s.e.), "
-                           "against the claim")
+        elif abs(d) > 2 * se:
+            verdicts.append("supported" if sign * d > 0 else "contradicted")
+            note = _marginal(d, se, n)
+            if note:
+                settle.append(f"more seeds: {what}{label} vs {other} is {note}")
+            if sign * d < 0:
+                against.append(f"{what}{label} vs {other}: difference {d:+.3g} ± {se:.2g} (s.e.), "
+                               f"against the claim{', ' + note if note else ''}")
         else:
             verdicts.append("unresolved")
             need = _seeds_needed(d, se, n)
@@ -107,8 +123,9 @@ def _order(values: Values, label: str, larger: bool, metric: str = "",
         return "supported", evidence, settle
     if against:
         # the comparison that decides it, so a reader need not redo the arithmetic; a contradicted
-        # ordering is settled whatever the unresolved comparisons would show
-        return "contradicted", f"{evidence} ({'; '.join(against)})".lstrip(), []
+        # ordering is settled whatever the unresolved comparisons would show, unless it is marginal
+        marginal = [x for x in settle if x.startswith("more seeds")]
+        return "contradicted", f"{evidence} ({'; '.join(against)})".lstrip(), marginal
     return "not resolved", evidence, settle
 
 
@@ -183,9 +200,10 @@ def claim_accuracy(jobs: list[Job]) -> tuple[str, str, list[str]]:
 
 def claim_sharpness(jobs: list[Job]) -> tuple[str, str, list[str]]:
     lam = _per_seed(jobs, "lanczos", "lambda_max")
-    v1, e, s1 = _order(lam, "adamw", larger=True, metric="lambda_max")
+    v1, e1, s1 = _order(lam, "adamw", larger=True, metric="lambda_max", show_values=False)
     v2, e2, s2 = _order(lam, "momentum", larger=False, metric="lambda_max", show_values=False)
-    return _combine(v1, v2), f"lambda_max: {e}" + (f" {e2}" if e2 else ""), s1 + s2
+    values = "; ".join(f"{o} {_cell(list(v.values()))}" for o, v in lam.items())
+    return _combine(v1, v2), " ".join(x for x in (values and f"lambda_max: {values}", e1, e2) if x), s1 + s2
 
 
 def claim_indefinite(jobs: list[Job]) -> tuple[str, str, list[str]]:
@@ -301,7 +319,7 @@ def claim_curved(jobs: list[Job]) -> tuple[str, str, list[str]]:
     # above the higher endpoint, which a straight line with a monotone loss keeps at 0
     evidence = "; ".join(f"{p}: AutoNEB barrier {_cell(v)} (straight line {_cell(linear.get(p, []))})"
                          for p, v in sorted(pairs.items()))
-    evidence += " (barrier here: max loss along the path - the larger endpoint loss)"
+    evidence += " (barrier here: max loss along the path minus the larger endpoint loss)"
     cross = {p: v for p, v in _pairs(jobs, "autoneb").items() if len(set(p.split("-"))) == 1}
     if cross:
         evidence += ". Cross-seed baseline (same optimizer, different seeds): " + "; ".join(
@@ -364,7 +382,7 @@ def findings_section(jobs: list[Job]) -> str:
              "|---|---|---|---|---|"]
     for i, (claim, check) in enumerate(CLAIMS, 1):
         verdict, evidence, settle = check(jobs)
-        if verdict == "contradicted":
-            settle = []  # a conjunction with one part contradicted is settled, whatever the rest shows
+        if verdict == "contradicted" and not any(x.startswith("more seeds") for x in settle):
+            settle = []  # a conjunction with one part clearly contradicted is settled, whatever the rest shows
         lines.append(f"| {i} | {claim} | **{verdict}** | {evidence or '-'} | {'; '.join(settle) or '-'} |")
     return "\n".join(lines) + "\n"

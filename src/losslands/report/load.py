@@ -186,11 +186,13 @@ def _not_reproduced(jobs: list[Job], sweep_dir: Path) -> list[Problem]:
     """A problem for each job whose training ended elsewhere than another job's with the same
     training key: the two folders' results come from different weights (e.g. a study continued
     on a machine or torch version that did not reproduce the training), so pairing or averaging
-    them would be silently inconsistent. The first folder (by path) is the reference."""
+    them would be silently inconsistent. The first folder (by path) is the reference; the
+    listed folder's probe results still enter the tables (``--strict`` fails while it is listed)."""
     first: dict[str, Job] = {}
     out = []
     for job in jobs:
-        if job.summary.get("status", "completed") != "completed" or "hash" not in job.summary:
+        if (job.summary.get("status", "completed") != "completed" or "hash" not in job.summary
+                or not job.summary.get("final")):
             continue
         ref = first.setdefault(job.summary["hash"], job)
         a, b = ref.summary.get("final") or {}, job.summary.get("final") or {}
