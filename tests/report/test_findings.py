@@ -130,6 +130,11 @@ def test_linear_connectivity_needs_a_small_sgd_momentum_barrier_and_large_adamw_
     verdict, evidence, settle = findings.claim_linear(_jobs(barriers=barriers))
     assert verdict == "supported" and "sgd-momentum barrier" in evidence
     assert any("cross-seed" in s for s in settle)  # no baseline in this sweep: said so
+    # 0.3 above sgd-momentum at s.e. 0.1: beyond 2 s.e., inside t(2 df) = 4.3 s.e.
+    wide = {**barriers, ("momentum", "adamw"): [0.2, 0.4, 0.6]}
+    verdict, _, settle = findings.claim_linear(_jobs(barriers=wide))
+    assert verdict == "supported"
+    assert "more seeds: momentum-adamw vs sgd-momentum barrier is marginal: |d|/s.e. = 3.4 < t = 4.3 (2 df)" in settle
     barriers[("adamw", "sgd")] = small
     assert findings.claim_linear(_jobs(barriers=barriers))[0] == "contradicted"
     with_cross = {**barriers, ("sgd", "sgd"): small}

@@ -291,6 +291,8 @@ def claim_linear(jobs: list[Job]) -> tuple[str, str, list[str]]:
         d, se, n = _difference(same[p], same["sgd-momentum"])
         if math.isfinite(se) and d > 2 * se and _connected(same[p]) == "separated":
             verdicts.append("supported")
+            if note := _marginal(d, se, n):
+                settle.append(f"more seeds: {p} vs sgd-momentum barrier is {note}")
         elif math.isfinite(se) and d < 2 * se and _connected(same[p]) == "connected":
             verdicts.append("contradicted")
         else:
