@@ -76,7 +76,8 @@ def _marginal(d: float, se: float, n: int) -> str:
     df = n - 1
     if df < 1 or df > len(_T975) or abs(d) >= _T975[df - 1] * se:
         return ""
-    return f"marginal: |d|/s.e. = {abs(d) / se:.2g} < t = {_T975[df - 1]:.3g} ({df} df)"
+    # no "|" here: the text goes into a Markdown table cell
+    return f"marginal: {abs(d) / se:.2g} s.e., below t = {_T975[df - 1]:.3g} ({df} df)"
 
 
 def _seeds_needed(d: float, se: float, n: int) -> int | None:
