@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -85,6 +86,11 @@ def write_json(path: str | os.PathLike, obj: Any, strict: bool = True) -> Path:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path) as f:
         return json.load(f)
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Atomically copy ``src`` to ``dst`` (a reader sees the old file or the whole new one)."""
+    return _atomic(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> Path:

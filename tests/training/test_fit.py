@@ -177,3 +177,25 @@ def test_lightning_ddp_training_caches_one_checkpoint(tmp_path):
     cached = read_json(entries[0] / "train_summary.json")
     assert cached["status"] == "completed" and cached["epochs"] == 2
     assert read_json(tmp_path / "job" / "train_summary.json")["status"] == "completed"
+
+
+def test_a_store_supplies_the_training_and_receives_new_ones(tmp_path):
+    store = tmp_path / "store"
+    first = fit.train_or_reuse(compose_cfg(tmp_path / "a", *TINY, f"train.store={store}"))
+    assert first.trained_now
+    shelved = TrainingCache(store)
+    assert shelved.is_complete(first.key)
+    assert read_json(store / first.key / "train_summary.json") == first.summary
+    assert sorted(p.name for p in (store / first.key).iterdir()) == ["model.pt", "train_summary.json"]
+    # another machine: an empty cache, the store's weights and summary instead of a retraining
+    with torch.no_grad():  # mark the stored weights, to tell them from a retraining's
+        marked = {k: v + 1 for k, v in first.model.state_dict().items()}
+    torch.save(marked, store / first.key / "model.pt")
+    elsewhere = fit.train_or_reuse(compose_cfg(tmp_path / "b", *TINY, f"train.store={store}"))
+    assert not elsewhere.trained_now and elsewhere.summary == first.summary
+    assert all(torch.equal(elsewhere.model.state_dict()[k], marked[k]) for k in marked)
+    # a forced retraining does not overwrite what the store holds
+    forced = fit.train_or_reuse(compose_cfg(tmp_path / "b", *TINY, f"train.store={store}", "train.force=true"))
+    assert forced.trained_now
+    stored = torch.load(store / first.key / "model.pt", weights_only=True)
+    assert all(torch.equal(stored[k], marked[k]) for k in marked)

@@ -2,7 +2,10 @@
 
 ``<cache>/<hash>/`` holds ``last.ckpt`` (Lightning checkpoint, rewritten every epoch, so a
 killed run resumes), ``model.pt`` (the final weights) and ``train_summary.json``. A file lock
-makes concurrent jobs with the same training config train it once.
+makes concurrent jobs with the same training config train it once. A *store*
+(``train.store``) is a second folder of the same layout holding only ``model.pt`` and
+``train_summary.json``, meant to be committed beside published results: a training found there
+is copied into the cache instead of being retrained.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
+
+from losslands.io import copy_file
 
 # Keys that change neither the trained weights nor the cached summary, so they stay out of
 # the hash. Everything else is in: an unknown new key costs a retraining, never a wrong reuse.
@@ -148,6 +153,12 @@ class TrainingCache:
     def is_complete(self, key: str) -> bool:
         s = self.summary(key)
         return bool(s) and s.get("status") == "completed" and (self.path(key) / "model.pt").exists()
+
+    def copy_entry(self, key: str, to: TrainingCache) -> None:
+        """Copy the completed training ``key`` (weights, then summary: the copy counts as
+        complete only once both are there) into the cache ``to``."""
+        for name in ("model.pt", "train_summary.json"):
+            copy_file(self.path(key) / name, to.path(key) / name)
 
 
 def set_aside(path: Path, error: BaseException) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -24,6 +25,8 @@ from losslands.io import save_torch, write_json
 from losslands.training.cache import TrainingCache, set_aside, training_config, training_hash
 from losslands.training.module import Classifier, DivergenceError
 from losslands.training.weights import describe_model, load_weights
+
+log = logging.getLogger(__name__)
 
 
 def _without_name(node: DictConfig) -> DictConfig:
@@ -179,16 +182,33 @@ def train_or_reuse(cfg: DictConfig, *, datamodule=None, loggers=(), force: bool 
         # rank 0 holds the cache lock and started this process from inside its own fit:
         # train alongside it and leave the cache to it (taking the lock here would deadlock)
         return _train(cfg, cache, key, tcfg, datamodule, loggers, force=False, write=False)
+    store = TrainingCache(cfg.train.store) if cfg.train.get("store") else None
     if not force and cache.is_complete(key):
         trained = _load(cfg, cache, key, set_aside_unreadable=False)
         if trained is not None:
-            return trained
+            return _shelved(trained, cache, store)
     with cache.lock(key):
         if not force and cache.is_complete(key):  # trained by a concurrent job meanwhile
             trained = _load(cfg, cache, key, set_aside_unreadable=True)
             if trained is not None:
+                return _shelved(trained, cache, store)
+        if not force and store is not None and store.is_complete(key):
+            # the weights the published results were measured on: a retraining reproduces them
+            # only on the same CPU type and torch version
+            store.copy_entry(key, cache)
+            log.info("training %s taken from the store %s", key, store.root)
+            trained = _load(cfg, cache, key, set_aside_unreadable=True)
+            if trained is not None:
                 return trained
-        return _train(cfg, cache, key, tcfg, datamodule, loggers, force)
+        return _shelved(_train(cfg, cache, key, tcfg, datamodule, loggers, force), cache, store)
+
+
+def _shelved(trained: Trained, cache: TrainingCache, store: TrainingCache | None) -> Trained:
+    """``trained``, after copying its cache entry into ``store`` if the store lacks it."""
+    if store is not None and not store.is_complete(trained.key):
+        cache.copy_entry(trained.key, store)
+        log.info("training %s stored in %s", trained.key, store.root)
+    return trained
 
 
 def _external(cfg: DictConfig, tcfg: dict, key: str) -> Trained:
