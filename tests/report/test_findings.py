@@ -114,6 +114,18 @@ def test_claim_2_without_adamw_shows_the_others_values_and_no_stray_punctuation(
     assert "  " not in evidence and "()" not in evidence
 
 
+def test_claims_without_data_name_what_is_missing_and_leave_no_stray_text():
+    acc = {"sgd": [0.60, 0.61, 0.62], "momentum": [0.50, 0.50, 0.50], "adamw": [0.61, 0.62, 0.63]}
+    jobs = [j for j in _jobs(acc=acc) if j.optimizer != "momentum"]
+    ratio_only = _jobs(ratio={o: [1.0, 1.1, 1.2] for o in OPTS})
+    verdict, evidence, _ = findings.claim_noise([j for j in ratio_only if j.optimizer == "sgd"])
+    assert evidence == "too few models with both numbers to correlate" and verdict == "no data"
+    lam = {"sgd": [20.0, 21.0, 22.0], "momentum": [60.0, 61.0, 62.0], "adamw": [1.0, 1.0, 1.0]}
+    _, _, settle = findings.claim_sharpness([j for j in _jobs(lam=lam) if j.optimizer == "sgd"])
+    assert settle[0] == "run every optimizer with >= 2 seeds (momentum, adamw missing)"
+    assert findings.claim_accuracy(jobs)[1].startswith("final val acc: sgd")
+
+
 def test_an_unresolved_difference_says_how_many_seeds_would_resolve_it():
     # adamw - sgd = 0.01 with s.e. sqrt(2) * 0.01 / sqrt(3): 2 s.e. / d = 1.633, n = 3 * 1.633² = 8
     acc = {"sgd": [0.60, 0.61, 0.62], "momentum": [0.50, 0.50, 0.50], "adamw": [0.61, 0.62, 0.63]}

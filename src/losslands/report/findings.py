@@ -94,7 +94,8 @@ def _order(values: Values, label: str, larger: bool, metric: str = "",
     values (unless ``show_values`` is false) and, when contradicted, the deciding comparisons.
     """
     if label not in values or len(values) < 2:
-        return "no data", "", [f"run every optimizer with >= 2 seeds ({label} missing)"]
+        missing = [o for o in OPTIMIZERS if o not in values] or [label]
+        return "no data", "", [f"run every optimizer with >= 2 seeds ({', '.join(missing)} missing)"]
     sign = 1 if larger else -1
     verdicts, settle, against = [], [], []
     what = f"{metric}, " if metric else ""
@@ -195,8 +196,8 @@ def claim_accuracy(jobs: list[Job]) -> tuple[str, str, list[str]]:
     acc, epochs = _training(jobs)
     v1, e1, s1 = _order(acc, "adamw", larger=True, metric="val acc")
     v2, e2, s2 = _order(epochs, "adamw", larger=False, metric="epochs")
-    return (_combine(v1, v2), f"final val acc: {e1}. Epochs to 90% of the final val acc: {e2}",
-            s1 + s2)
+    evidence = ". ".join(x for x in (e1 and f"final val acc: {e1}", e2 and f"Epochs to 90% of the final val acc: {e2}") if x)
+    return _combine(v1, v2), evidence, s1 + s2
 
 
 def claim_sharpness(jobs: list[Job]) -> tuple[str, str, list[str]]:
@@ -252,7 +253,7 @@ def claim_noise(jobs: list[Job]) -> tuple[str, str, list[str]]:
               f"{r_lam:+.2f} (difference of |r| in Fisher z: {z:+.2f})")
         s2 = [] if v2 != "not resolved" else ["many more models (seeds, optimizers, learning rates) to "
                                               "separate the two correlations"]
-    return _combine(v1, v2), f"lambda_C/lambda_H: {e1}. {e2}", s1 + s2
+    return _combine(v1, v2), ". ".join(x for x in (e1 and f"lambda_C/lambda_H: {e1}", e2) if x), s1 + s2
 
 
 def _correlation(x: Values, y: Values) -> tuple[float, int]:
