@@ -62,8 +62,11 @@ def probe_context(cfg: DictConfig, model: torch.nn.Module, datamodule: Any, devi
                   train_key: str, summary: Mapping[str, Any]) -> ProbeContext:
     """The :class:`ProbeContext` a job's config describes, for its trained ``model``."""
 
+    others: list[dict[str, Any]] = []
+
     def load_other(overrides: Mapping[str, Any]) -> torch.nn.Module:
         other = train_or_reuse(with_overrides(cfg, overrides))
+        others.append({"train_hash": other.key, "final": dict(other.summary.get("final") or {})})
         return other.model.to(device).float().eval()
 
     return ProbeContext(
@@ -84,6 +87,7 @@ def probe_context(cfg: DictConfig, model: torch.nn.Module, datamodule: Any, devi
         train_key=train_key,
         train_summary=summary,
         store=PieceStore(Path(cfg.dirs.cache) / train_key / "pieces") if train_key else None,
+        others=others,
     )
 
 

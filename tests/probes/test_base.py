@@ -131,7 +131,7 @@ def test_probes_run_without_tf32_and_restore_the_flags(monkeypatch):
 
     monkeypatch.setattr(runner, "load_probe", lambda name: types.SimpleNamespace(run=fake_run))
     ctx = types.SimpleNamespace(train_key="k", optimizer_name="o", seed=0, model_name="m", shard=None,
-                                device=torch.device("cpu"), load_other=None)
+                                device=torch.device("cpu"), load_other=None, others=[])
     cfg = types.SimpleNamespace(to_dict=lambda: {})
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     try:  # torch's flags are module properties that monkeypatch cannot swap
@@ -168,11 +168,31 @@ def test_a_probes_seconds_exclude_loading_or_training_its_second_model(monkeypat
         return {}
 
     monkeypatch.setattr(runner, "load_probe", lambda name: types.SimpleNamespace(run=fake_run))
+    partner = {"train_hash": "h", "final": {"val/acc": 0.5}}
     ctx = types.SimpleNamespace(train_key="k", optimizer_name="o", seed=0, model_name="m", shard=None,
-                                device=torch.device("cpu"), load_other=load_other)
+                                device=torch.device("cpu"), load_other=load_other, others=[partner])
     rec = runner.run_probe("fake", ctx, types.SimpleNamespace(to_dict=lambda: {}, fail=False))
     assert (rec["seconds"], rec["other_seconds"]) == (60.0, 900.0)
+    assert rec["others"] == [partner]
     assert ctx.load_other is load_other  # restored
     with pytest.raises(RuntimeError, match="boom"):
         runner.run_probe("fake", ctx, types.SimpleNamespace(to_dict=lambda: {}, fail=True))
     assert ctx.load_other is load_other
+
+
+def test_the_job_context_records_which_training_load_other_returned(tmp_path):
+    """A pairwise probe's record names its second model's training (key and final metrics), so
+    the report can check it against that model's own jobs."""
+    from losslands.task import probe_context
+    from losslands.training import fit
+    from losslands.training.fit import build_datamodule
+    from tests.conftest import TINY
+
+    cfg = compose_cfg(tmp_path, *TINY)
+    trained = fit.train_or_reuse(cfg)
+    ctx = probe_context(cfg, trained.model, build_datamodule(cfg), torch.device("cpu"), trained.key,
+                        trained.summary)
+    ctx.load_other({"seed": 7})
+    partner = fit.train_or_reuse(compose_cfg(tmp_path, *TINY, "seed=7"))
+    assert partner.key != trained.key
+    assert ctx.others == [{"train_hash": partner.key, "final": partner.summary["final"]}]

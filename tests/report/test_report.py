@@ -332,3 +332,25 @@ def test_coverage_says_which_seeds_each_probe_lacks(tmp_path):
     assert rows["lanczos"] == "| lanczos | 1/2 (no seed 1) | 2/2 |"
     assert rows["interpolation"] == "| interpolation | 1/2 (no seed 1) | 0/2 (no seed 0, 1) |"
     assert rows["interpolation (cross-seed)"] == "| interpolation (cross-seed) | 1/2 (no seed 1) | 0/2 (no seed 0, 1) |"
+
+
+def test_a_pairwise_probes_second_model_is_checked_against_its_own_jobs(tmp_path):
+    _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0), ("adamw", 0): (0.7, 30.0)})
+    adamw = _final(tmp_path / "0_adamw-s0-eval")
+    pair = tmp_path / "9_sgd-s0-interpolation"
+    write_json(pair / "train_summary.json", json.loads((tmp_path / "1_sgd-s0-eval" / "train_summary.json").read_text()))
+
+    def write_pair(partner_final):
+        write_json(pair / "probes" / "interpolation.json", {
+            "probe": "interpolation", "status": "completed", "optimizer": "sgd", "seed": 0,
+            "probe_key": "pair", "scalars": {"barrier": 0.1}, "result": {"other": "adamw"},
+            "others": [{"train_hash": "hadamw0", "final": partner_final}]})
+
+    write_pair(adamw)
+    assert "## Failed or unreadable" not in write_report(tmp_path).read_text()
+    write_pair(adamw | {"val/acc": 0.71})
+    with pytest.warns(UserWarning, match="1 jobs or files"):
+        [row] = _failed_section(write_report(tmp_path).read_text())
+    assert row[:3] == ["9_sgd-s0-interpolation", "probes/interpolation.json", "not reproduced"]
+    assert row[3].startswith(f"second model's training hadamw0 ended at val/acc 0.71 here but {adamw['val/acc']} "
+                             "in 0_adamw-s0-eval")

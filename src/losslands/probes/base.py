@@ -260,6 +260,8 @@ class ProbeContext:
             :meth:`hessian` builds the operator on this rank's part of the samples and sums the
             products over the ranks, and the path probes' evaluators share out their samples.
         store: pieces kept across probe configs (see :class:`PieceStore`), or None.
+        others: the trainings ``load_other`` returned, as ``{"train_hash", "final"}`` (the
+            record keeps them, so the report can check them against those models' own jobs).
     """
 
     model: nn.Module
@@ -283,6 +285,7 @@ class ProbeContext:
     partial: PartialResults = field(default_factory=PartialResults)
     store: PieceStore | None = None
     shard: Shard | None = None
+    others: list[dict[str, Any]] = field(default_factory=list)
 
     def probe_data(self, n: int, index: int = 0) -> Batch:
         """The fixed, unaugmented probe subset number ``index`` of size ``n`` on ``device``."""

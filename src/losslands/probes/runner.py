@@ -110,7 +110,8 @@ def run_probe(
     key, ``optimizer``, ``seed``, ``model``, ``status``, ``seconds`` (the probe's own wall time),
     ``other_seconds`` (loading, or training, a pairwise probe's second model: training time
     belongs to that model, not to the probe), and (once completed)
-    ``result`` and ``scalars``. With ``out``, it is written to ``out/probes/<name>.json`` (also
+    ``result``, ``scalars`` and, for a pairwise probe, ``others`` (the second model's training
+    key and final metrics). With ``out``, it is written to ``out/probes/<name>.json`` (also
     on failure) with the figure beside it, and finished pieces go to ``<name>.partial.json``
     (only with a probe key, which identifies them).
 
@@ -145,6 +146,8 @@ def run_probe(
         ctx.load_other = other.inner
     record.update(status="completed", seconds=time.perf_counter() - start - other.seconds,
                   other_seconds=other.seconds, result=result)
+    if ctx.others:
+        record["others"] = list(ctx.others)
     scalars = mod.scalars(result) if hasattr(mod, "scalars") else {}
     record["scalars"] = scalars
     if path is not None:

@@ -183,26 +183,40 @@ def scan_sweep(sweep_dir: str | Path) -> Sweep:
 
 
 def _not_reproduced(jobs: list[Job], sweep_dir: Path) -> list[Problem]:
-    """A problem for each job whose training ended elsewhere than another job's with the same
-    training key: the two folders' results come from different weights (e.g. a study continued
-    on a machine or torch version that did not reproduce the training), so pairing or averaging
-    them would be silently inconsistent. The first folder (by path) is the reference; the
-    listed folder's probe results still enter the tables (``--strict`` fails while it is listed)."""
+    """A problem for each job whose training (or pairwise probe's second model, from the
+    record's ``others``) ended elsewhere than another job's with the same training key.
+
+    The two folders' results then come from different weights (e.g. a study continued on a
+    machine or torch version that did not reproduce the training), so pairing or averaging them
+    would be silently inconsistent. The first folder (by path) is the reference; the listed
+    folder's probe results still enter the tables (``--strict`` fails while it is listed).
+    """
     first: dict[str, Job] = {}
     out = []
+
+    def differ(job: Job, file: str, what: str, key: str, final: dict[str, Any]) -> None:
+        ref = first[key]
+        a = ref.summary["final"]
+        if a != final:
+            diff = next((k for k in sorted(a.keys() | final.keys()) if a.get(k) != final.get(k)), "")
+            out.append(Problem(
+                str(job.path.relative_to(sweep_dir)), file, "not reproduced",
+                f"{what} {key} ended at {diff} {final.get(diff)} here but {a.get(diff)} in "
+                f"{ref.path.relative_to(sweep_dir)}: their results come from different weights "
+                "(take both from one machine, or one train.store)", "train", job.optimizer, job.seed))
+
     for job in jobs:
         if (job.summary.get("status", "completed") != "completed" or "hash" not in job.summary
                 or not job.summary.get("final")):
             continue
-        ref = first.setdefault(job.summary["hash"], job)
-        a, b = ref.summary.get("final") or {}, job.summary.get("final") or {}
-        if a != b:
-            diff = next((k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)), "")
-            out.append(Problem(
-                str(job.path.relative_to(sweep_dir)), "train_summary.json", "not reproduced",
-                f"training {job.summary['hash']} ended at {diff} {b.get(diff)} here but {a.get(diff)} in "
-                f"{ref.path.relative_to(sweep_dir)}: their results come from different weights "
-                "(retrain both folders' models on one machine)", "train", job.optimizer, job.seed))
+        first.setdefault(job.summary["hash"], job)
+        differ(job, "train_summary.json", "training", job.summary["hash"], job.summary["final"])
+    for job in jobs:  # a pairwise probe's second model, against that model's own jobs
+        for name, rec in sorted(job.probes.items()):
+            for other in rec.get("others") or []:
+                if other.get("train_hash") in first and other.get("final"):
+                    differ(job, f"probes/{name}.json", "second model's training", other["train_hash"],
+                           other["final"])
     return out
 
 
