@@ -209,5 +209,9 @@ def test_curved_paths_are_judged_on_optimizer_pairs_with_the_cross_seed_baseline
     # the cross-seed pair does not enter the verdict, but it is shown
     assert verdict == "supported" and not settle
     assert "Cross-seed baseline (same optimizer, different seeds): adamw-adamw 0.5" in evidence
+    # a pair with one seed cannot be judged: said so
+    one = [j for j in jobs if not (j.seed > 0 and j.optimizer == "momentum")]
+    verdict, _, settle = findings.claim_curved(one)
+    assert verdict == "not resolved" and settle == ["momentum-adamw: >= 2 seeds (n=1)"]
     # its barrier is not claim 5's (Entezari's, above the chord): the definition is stated
     assert "(barrier here: max loss along the path minus the larger endpoint loss)" in evidence

@@ -329,6 +329,7 @@ def claim_curved(jobs: list[Job]) -> tuple[str, str, list[str]]:
         evidence += ". Cross-seed baseline (same optimizer, different seeds): " + "; ".join(
             f"{p} {_cell(v)}" for p, v in sorted(cross.items()))
     settle = [] if len(pairs) == 3 else ["all three pairs"]
+    settle += [f"{p}: >= 2 seeds (n={_stats(v)[2]})" for p, v in sorted(pairs.items()) if _stats(v)[2] < 2]
     return _combine(*verdicts), evidence, settle
 
 
