@@ -156,6 +156,12 @@ def test_linear_connectivity_needs_a_small_sgd_momentum_barrier_and_large_adamw_
 def test_intrinsic_dimension_against_15_and_the_parameter_count():
     big = {o: [20_000, 25_000, 30_000] for o in OPTS}
     assert findings.claim_intrinsic(_jobs(dims=big, n_params=100_000))[0] == "supported"
+    only_sgd = _jobs(dims=big, n_params=100_000)  # every optimizer trained, sgd alone probed
+    for j in only_sgd:
+        if j.optimizer != "sgd":
+            j.probes.pop("intrinsic_dim", None)
+    verdict, _, settle = findings.claim_intrinsic(only_sgd)
+    assert verdict == "not resolved" and settle == ["probe=intrinsic_dim for momentum, adamw"]
     small = {o: [2_000, 2_500, 3_000] for o in OPTS}  # 2.5% of the parameters
     verdict, evidence, _ = findings.claim_intrinsic(_jobs(dims=small, n_params=100_000))
     assert verdict == "contradicted" and "2.50% of 100,000" in evidence

@@ -360,6 +360,11 @@ def claim_intrinsic(jobs: list[Job]) -> tuple[str, str, list[str]]:
         frac = f", {m / n_params:.2%} of {n_params:,} parameters" if n_params else ""
         parts.append(f"{opt} d_int90 {_cell(values)}{frac} (fraction of projection seeds "
                      f"reaching the target: {_cell(list(reached.get(opt, {}).values()))})")
+    # a claim about the setup: one optimizer's models cannot settle it for the others
+    missing = [o for o in sorted({j.optimizer for j in jobs}, key=_rank) if o not in dims]
+    if missing:
+        verdicts.append("not resolved")
+        settle.append(f"probe=intrinsic_dim for {', '.join(missing)}")
     return (_combine(*verdicts), "; ".join(parts) + f" (sizeable: >= {SIZEABLE_FRACTION:.0%} of the "
             "parameters; far from 15: every seed > 150)", settle)
 
