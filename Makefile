@@ -52,7 +52,7 @@ clean:
 study: install
 	$(PY) -m losslands -m experiment=seed_study $(RUN_ARGS)
 
-# The same grid at sizes for 2 CPU cores, ~7.5 h (sizes: conf/probe_size/cpu_*.yaml; costs: results/seed_study_cpu).
+# The same grid at sizes for 2 CPU cores, ~8.5 h (sizes: conf/probe_size/cpu_*.yaml; costs: results/seed_study_cpu).
 # Written to results/seed_study_cpu (committed); a rerun continues from the committed results.
 study-cpu: install
 	$(PY) -m losslands -m experiment=study_cpu $(RUN_ARGS)
