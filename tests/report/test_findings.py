@@ -214,7 +214,8 @@ def test_curved_paths_are_judged_on_optimizer_pairs_with_the_cross_seed_baseline
     verdict, evidence, settle = findings.claim_curved(jobs)
     # the cross-seed pair does not enter the verdict, but it is shown
     assert verdict == "supported" and not settle
-    assert "Cross-seed baseline (same optimizer, different seeds): adamw-adamw 0.5" in evidence
+    assert "Cross-seed baseline (same optimizer, different seeds, so different initialisations; the " \
+           "optimizer pairs share theirs): adamw-adamw 0.5" in evidence
     # a pair with one seed cannot be judged: said so
     one = [j for j in jobs if not (j.seed > 0 and j.optimizer == "momentum")]
     verdict, _, settle = findings.claim_curved(one)

@@ -28,7 +28,8 @@ PATHS_DEFINITION = (
     "**Paths**: linear barrier (Entezari et al. 2022) = max over α ∈ [0,1] of L(θα) − ((1−α)La + "
     "αLb) on the probe subset, BatchNorm statistics recomputed at each α; AutoNEB (Draxler et al. "
     "2018) and quadratic Bézier curves (Garipov et al. 2018): barrier = max loss along the path − "
-    "max endpoint loss on a fixed evaluation set."
+    "max endpoint loss on a fixed evaluation set. Two optimizers at one seed start from the same "
+    "initialisation (the seed fixes it); the cross-seed baseline's two solutions do not."
 )
 
 

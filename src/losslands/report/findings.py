@@ -280,6 +280,12 @@ def _connected(values: Sequence[float]) -> str:
     return "not resolved"
 
 
+# The seed fixes the initialisation (and the data order), so an optimizer pair at one seed starts
+# from one point, while the cross-seed baseline's two solutions start from different points.
+_CROSS = ("Cross-seed baseline (same optimizer, different seeds, so different initialisations; the "
+          "optimizer pairs share theirs)")
+
+
 def claim_linear(jobs: list[Job]) -> tuple[str, str, list[str]]:
     pairs = _pairs(jobs, "interpolation")
     same = {p: v for p, v in pairs.items() if len(set(p.split("-"))) == 2}
@@ -303,7 +309,7 @@ def claim_linear(jobs: list[Job]) -> tuple[str, str, list[str]]:
                           else f"{p} and sgd-momentum: >= 2 seeds each")
     evidence = "; ".join(f"{p} barrier {_cell(v)}" for p, v in sorted(same.items()))
     if cross:
-        evidence += ". Cross-seed baseline (same optimizer, different seeds): " + "; ".join(
+        evidence += f". {_CROSS}: " + "; ".join(
             f"{p} {_cell(v)}" for p, v in sorted(cross.items()))
     else:
         settle.append("the cross-seed baseline (same optimizer, two seeds), to judge a barrier against")
@@ -326,7 +332,7 @@ def claim_curved(jobs: list[Job]) -> tuple[str, str, list[str]]:
     evidence += " (barrier here: max loss along the path minus the larger endpoint loss)"
     cross = {p: v for p, v in _pairs(jobs, "autoneb").items() if len(set(p.split("-"))) == 1}
     if cross:
-        evidence += ". Cross-seed baseline (same optimizer, different seeds): " + "; ".join(
+        evidence += f". {_CROSS}: " + "; ".join(
             f"{p} {_cell(v)}" for p, v in sorted(cross.items()))
     settle = [] if len(pairs) == 3 else ["all three pairs"]
     settle += [f"{p}: >= 2 seeds (n={_stats(v)[2]})" for p, v in sorted(pairs.items()) if _stats(v)[2] < 2]
