@@ -283,14 +283,18 @@ def run_distributed(cfg: Any) -> dict[str, Any] | None:
     Returns:
         The probe record (or the training summary for ``probe=none``) on every rank.
     """
-    import torch
 
-    from losslands.allocator import reuse_freed_memory
     from losslands.config import validate_job_config, with_overrides
     from losslands.io import read_json, write_json
     from losslands.loggers import JobLoggers
     from losslands.probes.runner import run_probe
-    from losslands.task import probe_config, probe_context, probe_device, probe_key
+    from losslands.task import (
+        configure_process,
+        probe_config,
+        probe_context,
+        probe_device,
+        probe_key,
+    )
     from losslands.training.cache import TrainingCache, training_config, training_hash
     from losslands.training.fit import build_datamodule, train_or_reuse
 
@@ -305,10 +309,7 @@ def run_distributed(cfg: Any) -> dict[str, Any] | None:
         """The probe config, training key and probe key; every rank takes these from a config
         that rank 0 validated, so a bad config is reported once."""
         pcfg = probe_config(cfg)
-        if cfg.get("threads"):
-            torch.set_num_threads(int(cfg.threads))
-        if cfg.get("malloc_reuse"):
-            reuse_freed_memory()
+        configure_process(cfg)
         key = training_hash(training_config(cfg))
         return pcfg, key, probe_key(key, pcfg.to_dict()) if pcfg is not None else ""
 

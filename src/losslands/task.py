@@ -91,6 +91,15 @@ def probe_context(cfg: DictConfig, model: torch.nn.Module, datamodule: Any, devi
     )
 
 
+def configure_process(cfg: DictConfig) -> None:
+    """Apply the job's process-wide settings: torch's CPU threads and ``malloc_reuse``."""
+    if cfg.get("threads"):
+        # parallel jobs on one CPU each defaulting to all cores slow each other down many-fold
+        torch.set_num_threads(int(cfg.threads))
+    if cfg.get("malloc_reuse"):
+        reuse_freed_memory()
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one job; returns the probe result record (or the training summary for probe=none).
 
@@ -100,11 +109,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """
     validate_job_config(cfg)
     pcfg = probe_config(cfg)
-    if cfg.get("threads"):
-        # parallel jobs on one CPU each defaulting to all cores slow each other down many-fold
-        torch.set_num_threads(int(cfg.threads))
-    if cfg.get("malloc_reuse"):
-        reuse_freed_memory()
+    configure_process(cfg)
     if ddp_participant():
         # a rank > 0 of Lightning's DDP training, started by rank 0's fit: train, write nothing
         train_or_reuse(cfg)

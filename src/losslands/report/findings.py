@@ -67,6 +67,9 @@ def _difference(a: Sequence[float | None], b: Sequence[float | None]) -> tuple[f
     return ma - mb, math.hypot(sa, sb), min(na, nb)
 
 
+# starts each "what would settle it" item that a marginal difference adds
+_MORE_SEEDS = "more seeds: "
+
 # two-sided 95% quantiles of Student's t, t_{0.975}(df), df = 1..10
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 
@@ -110,7 +113,7 @@ def _order(values: Values, label: str, larger: bool, metric: str = "",
             verdicts.append("supported" if sign * d > 0 else "contradicted")
             note = _marginal(d, se, n)
             if note:
-                settle.append(f"more seeds: {what}{label} vs {other} is {note}")
+                settle.append(f"{_MORE_SEEDS}{what}{label} vs {other} is {note}")
             if sign * d < 0:
                 against.append(f"{what}{label} vs {other}: difference {d:+.3g} ± {se:.2g} (s.e.), "
                                f"against the claim{', ' + note if note else ''}")
@@ -126,7 +129,7 @@ def _order(values: Values, label: str, larger: bool, metric: str = "",
     if against:
         # the comparison that decides it, so a reader need not redo the arithmetic; a contradicted
         # ordering is settled whatever the unresolved comparisons would show, unless it is marginal
-        marginal = [x for x in settle if x.startswith("more seeds")]
+        marginal = [x for x in settle if x.startswith(_MORE_SEEDS)]
         return "contradicted", f"{evidence} ({'; '.join(against)})".lstrip(), marginal
     return "not resolved", evidence, settle
 
@@ -300,7 +303,7 @@ def claim_linear(jobs: list[Job]) -> tuple[str, str, list[str]]:
         if math.isfinite(se) and d > 2 * se and _connected(same[p]) == "separated":
             verdicts.append("supported")
             if note := _marginal(d, se, n):
-                settle.append(f"more seeds: {p} vs sgd-momentum barrier is {note}")
+                settle.append(f"{_MORE_SEEDS}{p} vs sgd-momentum barrier is {note}")
         elif math.isfinite(se) and d < 2 * se and _connected(same[p]) == "connected":
             verdicts.append("contradicted")
         else:
@@ -398,7 +401,7 @@ def findings_section(jobs: list[Job]) -> str:
              "|---|---|---|---|---|"]
     for i, (claim, check) in enumerate(CLAIMS, 1):
         verdict, evidence, settle = check(jobs)
-        if verdict == "contradicted" and not any(x.startswith("more seeds") for x in settle):
+        if verdict == "contradicted" and not any(x.startswith(_MORE_SEEDS) for x in settle):
             settle = []  # a conjunction with one part clearly contradicted is settled, whatever the rest shows
         lines.append(f"| {i} | {claim} | **{verdict}** | {evidence or '-'} | {'; '.join(settle) or '-'} |")
     return "\n".join(lines) + "\n"
