@@ -138,10 +138,13 @@ def test_an_unresolved_difference_says_how_many_seeds_would_resolve_it():
 
 def test_linear_connectivity_needs_a_small_sgd_momentum_barrier_and_large_adamw_ones():
     small, large = [0.01, 0.0, 0.02], [1.0, 1.2, 0.9]
-    barriers = {("sgd", "momentum"): small, ("momentum", "adamw"): large, ("adamw", "sgd"): large}
+    base = {("sgd", "sgd"): [0.2, 0.3, 0.4], ("momentum", "momentum"): [0.2, 0.3, 0.4],
+            ("adamw", "adamw"): [0.2, 0.3, 0.4]}
+    barriers = {("sgd", "momentum"): small, ("momentum", "adamw"): large, ("adamw", "sgd"): large, **base}
     verdict, evidence, settle = findings.claim_linear(_jobs(barriers=barriers))
-    assert verdict == "supported" and "sgd-momentum barrier" in evidence
-    assert any("cross-seed" in s for s in settle)  # no baseline in this sweep: said so
+    assert verdict == "supported" and "sgd-momentum barrier" in evidence and settle == []
+    # 1.0333 - 0.5 x 0.3, s.e. hypot(0.1528, 0.5 x 0.1) / sqrt(3) = 0.0928: 9.5 s.e., beyond t(2 df)
+    assert "sgd-adamw barrier minus 0.5 x sgd-sgd baseline: +0.883 ± 0.093 (s.e.)" in evidence
     # 0.3 above sgd-momentum at s.e. 0.1: beyond 2 s.e., inside t(2 df) = 4.3 s.e.
     wide = {**barriers, ("momentum", "adamw"): [0.2, 0.4, 0.6]}
     verdict, _, settle = findings.claim_linear(_jobs(barriers=wide))
@@ -149,8 +152,32 @@ def test_linear_connectivity_needs_a_small_sgd_momentum_barrier_and_large_adamw_
     assert "more seeds: momentum-adamw vs sgd-momentum barrier is marginal: 3.4 s.e., below t = 4.3 (2 df)" in settle
     barriers[("adamw", "sgd")] = small
     assert findings.claim_linear(_jobs(barriers=barriers))[0] == "contradicted"
-    with_cross = {**barriers, ("sgd", "sgd"): small}
-    assert "Cross-seed baseline" in findings.claim_linear(_jobs(barriers=with_cross))[1]
+
+
+def test_a_large_barrier_is_judged_against_the_cross_seed_baseline():
+    small, mid = [0.01, 0.0, 0.02], [0.2, 0.25, 0.3]
+    pairs = {("sgd", "momentum"): small, ("momentum", "adamw"): mid, ("adamw", "sgd"): mid}
+    # no baseline: separated from sgd-momentum, but its size cannot be judged
+    verdict, evidence, settle = findings.claim_linear(_jobs(barriers=pairs))
+    assert verdict == "not resolved" and "Large" not in evidence
+    assert "sgd-adamw: the cross-seed baseline (sgd-sgd or adamw-adamw) on >= 2 seeds, to judge its size " \
+           "against" in settle
+    # baselines of ~1: 0.25 is far below half of them, so the barrier is not large
+    far = {("sgd", "sgd"): [0.9, 1.0, 1.1], ("momentum", "momentum"): [1.3, 1.4, 1.5]}
+    verdict, evidence, _ = findings.claim_linear(_jobs(barriers={**pairs, **far}))
+    assert verdict == "contradicted"
+    assert "momentum-adamw barrier minus 0.5 x momentum-momentum baseline: -0.45 ± 0.041 (s.e.) (not large)" in evidence
+    # the smaller of the two optimizers' baselines is the bar: sgd-sgd (0.4) for sgd-adamw
+    near = {("sgd", "sgd"): [0.3, 0.4, 0.5], ("adamw", "adamw"): [2.0, 2.1, 2.2],
+            ("momentum", "momentum"): [0.3, 0.4, 0.5]}
+    verdict, evidence, _ = findings.claim_linear(_jobs(barriers={**pairs, **near}))
+    assert "sgd-adamw barrier minus 0.5 x sgd-sgd baseline: +0.05 ± 0.041" in evidence
+    assert verdict == "not resolved"  # 0.05 at s.e. 0.041 is within 2 s.e.
+    # a baseline on one seed pair only has no spread: not enough to judge against
+    one = {o: [1.0, None, None] for o in (("sgd", "sgd"), ("momentum", "momentum"), ("adamw", "adamw"))}
+    jobs = _jobs(barriers={**pairs, **one})
+    verdict, _, settle = findings.claim_linear(jobs)
+    assert verdict == "not resolved" and any("on >= 2 seeds, to judge its size" in s for s in settle)
 
 
 def test_intrinsic_dimension_against_15_and_the_parameter_count():

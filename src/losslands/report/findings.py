@@ -13,8 +13,12 @@ that a verdict means the same in every report:
 - **A sign** (a negative lambda_min) counts when the mean is beyond 2 standard errors of zero
   and every seed agrees.
 - **Connected** (a barrier of nothing): mean barrier + 2 s.e. below :data:`CONNECTED_BARRIER`.
-  The cross-seed baseline (two seeds of one optimizer) is shown beside the optimizer pairs when
-  the sweep has it (straight line and AutoNEB); it does not enter a verdict.
+- **A large barrier** is judged against the cross-seed baseline, the straight-line barrier
+  between two seeds of one optimizer (different initialisations, nothing shared but the
+  optimizer): a pair's barrier is large when it exceeds :data:`LARGE_BARRIER_FRACTION` of the
+  smaller baseline of its two optimizers by 2 s.e., and not large when it falls short of it by
+  2 s.e. Without a baseline on >= 2 seeds, "large" is not resolved. AutoNEB's baseline is shown
+  beside its pairs; claim 6 asks for connection only.
 - **Sizeable fraction** (intrinsic dimension): at least :data:`SIZEABLE_FRACTION` of the
   parameters.
 
@@ -35,6 +39,9 @@ from losslands.stats import mean_std
 
 #: Barrier (nats of train loss) below which two solutions count as connected.
 CONNECTED_BARRIER = 0.05
+#: Fraction of the cross-seed baseline from which a barrier counts as large: half the barrier
+#: between solutions that share nothing but the optimizer.
+LARGE_BARRIER_FRACTION = 0.5
 #: Fraction of the parameter count from which an intrinsic dimension counts as sizeable.
 SIZEABLE_FRACTION = 0.1
 OPTIMIZERS = ("sgd", "momentum", "adamw")
@@ -289,13 +296,40 @@ _CROSS = ("Cross-seed baseline (same optimizer, different seeds, so different in
           "optimizer pairs share theirs)")
 
 
+def _large(pair: str, values: Sequence[float], cross: dict[str, list[float]]) -> tuple[str, str, list[str]]:
+    """Is ``pair``'s barrier large against the cross-seed baseline of its optimizers?
+
+    Returns ``(verdict, evidence, what would settle it)``; the baseline is the smaller mean of
+    the two optimizers' cross-seed barriers that have >= 2 seeds (the easier bar to clear).
+    """
+    own = [f"{o}-{o}" for o in dict.fromkeys(pair.split("-"))]
+    usable = [b for b in own if _stats(cross.get(b, []))[2] >= 2]
+    if not usable:
+        return "not resolved", "", [f"{pair}: the cross-seed baseline ({' or '.join(own)}) on >= 2 seeds, "
+                                    "to judge its size against"]
+    base = min(usable, key=lambda b: _stats(cross[b])[0])
+    mb, sb, nb = _stats(cross[base])
+    m, se, n = _stats(values)
+    f = LARGE_BARRIER_FRACTION
+    d, s = m - f * mb, math.hypot(se, f * sb)
+    if not math.isfinite(s):
+        return "not resolved", "", [f"{pair}: >= 2 seeds"]
+    text = f"{pair} barrier minus {f:g} x {base} baseline: {d:+.3g} ± {s:.2g} (s.e.)"
+    if abs(d) > 2 * s:
+        note = _marginal(d, s, min(n, nb))
+        settle = [f"{_MORE_SEEDS}{text} is {note}"] if note else []
+        return ("supported" if d > 0 else "contradicted"), text + (f", {note}" if note else ""), settle
+    need = _seeds_needed(d, s, min(n, nb))
+    return "not resolved", text, [text + (f", ~{need} seeds each to resolve a difference this size" if need else "")]
+
+
 def claim_linear(jobs: list[Job]) -> tuple[str, str, list[str]]:
     pairs = _pairs(jobs, "interpolation")
     same = {p: v for p, v in pairs.items() if len(set(p.split("-"))) == 2}
     cross = {p: v for p, v in pairs.items() if len(set(p.split("-"))) == 1}
     if "sgd-momentum" not in same or not any("adamw" in p for p in same):
         return "no data", "", ["probe=interpolation for sgd-momentum and the AdamW pairs"]
-    verdicts, settle = [], []
+    verdicts, settle, sizes = [], [], []
     sm = _connected(same["sgd-momentum"])
     verdicts.append({"connected": "supported", "separated": "contradicted"}.get(sm, "not resolved"))
     for p in (p for p in same if "adamw" in p):
@@ -310,12 +344,18 @@ def claim_linear(jobs: list[Job]) -> tuple[str, str, list[str]]:
             verdicts.append("not resolved")
             settle.append(f"{p} vs sgd-momentum barrier: {d:+.3g} ± {se:.2g}" if math.isfinite(se)
                           else f"{p} and sgd-momentum: >= 2 seeds each")
+        # "large": against the barrier between solutions that share only the optimizer
+        v, text, s = _large(p, same[p], cross)
+        verdicts.append(v)
+        settle += s
+        if text:
+            sizes.append(text + (" (not large)" if v == "contradicted" else ""))
     evidence = "; ".join(f"{p} barrier {_cell(v)}" for p, v in sorted(same.items()))
     if cross:
         evidence += f". {_CROSS}: " + "; ".join(
             f"{p} {_cell(v)}" for p, v in sorted(cross.items()))
-    else:
-        settle.append("the cross-seed baseline (same optimizer, two seeds), to judge a barrier against")
+    if sizes:
+        evidence += f". Large (above {LARGE_BARRIER_FRACTION:g} x the smaller baseline): " + "; ".join(sizes)
     return _combine(*verdicts), evidence + f" (connected: barrier + 2 s.e. < {CONNECTED_BARRIER})", settle
 
 
