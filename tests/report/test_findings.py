@@ -194,6 +194,22 @@ def test_intrinsic_dimension_against_15_and_the_parameter_count():
     assert verdict == "contradicted" and "2.50% of 100,000" in evidence
 
 
+def test_the_intrinsic_dimension_margin_includes_the_projection_seed_spread():
+    # two models per optimizer on the same grid point: no spread across models, while their
+    # projection seeds found 4,000 and 20,000 (mean 12,000, s.e. 4,619 over four searches)
+    same = {o: [12_000, 12_000] for o in OPTS}
+    jobs = _jobs(dims=same, n_params=100_000)
+    assert findings.claim_intrinsic(jobs)[0] == "supported"  # 12% of the parameters, s.e. 0
+    for j in jobs:
+        if "intrinsic_dim" in j.probes:
+            j.probes["intrinsic_dim"]["result"]["per_seed"] = [{"seed": 0, "d_int90": 4_000},
+                                                               {"seed": 1, "d_int90": 20_000},
+                                                               {"seed": 2, "d_int90": None}]
+    # 12,000 - 2 x 4,000 is below the 10,000 line: no longer settled
+    verdict, _, settle = findings.claim_intrinsic(jobs)
+    assert verdict == "not resolved" and "sgd: more projection seeds or trained seeds" in settle
+
+
 def test_correlation_matches_numpy_and_claim_4_needs_enough_models():
     x = {"a": {0: 1.0, 1: 2.0, 2: 4.0}, "b": {0: 3.0, 1: 5.0}}
     y = {"a": {0: 0.5, 1: 0.4, 2: 0.1}, "b": {0: 0.3, 1: 0.35, 5: 0.9}}
