@@ -147,9 +147,14 @@ def test_linear_connectivity_needs_a_small_sgd_momentum_barrier_and_large_adamw_
     assert "sgd-adamw barrier minus 0.5 x sgd-sgd baseline: +0.883 ± 0.093 (s.e.)" in evidence
     # 0.3 above sgd-momentum at s.e. 0.1: beyond 2 s.e., inside t(2 df) = 4.3 s.e.
     wide = {**barriers, ("momentum", "adamw"): [0.2, 0.4, 0.6]}
-    verdict, _, settle = findings.claim_linear(_jobs(barriers=wide))
+    verdict, evidence, settle = findings.claim_linear(_jobs(barriers=wide))
     assert verdict == "supported"
     assert "more seeds: momentum-adamw vs sgd-momentum barrier is marginal: 3.4 s.e., below t = 4.3 (2 df)" in settle
+    # and 0.25 above half its baseline at s.e. hypot(0.2, 0.05) / sqrt(3) = 0.119: 2.1 s.e., large but marginal
+    assert "momentum-adamw barrier minus 0.5 x momentum-momentum baseline: +0.25 ± 0.12 (s.e.), large, " \
+           "marginal: 2.1 s.e." in evidence
+    assert "more seeds: momentum-adamw barrier minus 0.5 x momentum-momentum baseline: +0.25 ± 0.12 (s.e.) " \
+           "is marginal: 2.1 s.e., below t = 4.3 (2 df)" in settle
     barriers[("adamw", "sgd")] = small
     assert findings.claim_linear(_jobs(barriers=barriers))[0] == "contradicted"
 
@@ -160,13 +165,24 @@ def test_a_large_barrier_is_judged_against_the_cross_seed_baseline():
     # no baseline: separated from sgd-momentum, but its size cannot be judged
     verdict, evidence, settle = findings.claim_linear(_jobs(barriers=pairs))
     assert verdict == "not resolved" and "Large" not in evidence
-    assert "sgd-adamw: the cross-seed baseline (sgd-sgd or adamw-adamw) on >= 2 seeds, to judge its size " \
-           "against" in settle
-    # baselines of ~1: 0.25 is far below half of them, so the barrier is not large
+    assert "sgd-adamw: the cross-seed baseline sgd-sgd (n=0) and adamw-adamw (n=0) on >= 2 seed pairs, to " \
+           "judge its size against" in settle
+    # baselines of ~1: 0.25 is far below half of them, so the barrier is not large ...
     far = {("sgd", "sgd"): [0.9, 1.0, 1.1], ("momentum", "momentum"): [1.3, 1.4, 1.5]}
+    verdict, evidence, settle = findings.claim_linear(_jobs(barriers={**pairs, **far}))
+    # ... unless adamw's own baseline, still missing, were smaller
+    assert verdict == "not resolved"
+    assert "momentum-adamw barrier minus 0.5 x momentum-momentum baseline: -0.45 ± 0.041 (s.e.), not resolved" in evidence
+    assert "sgd-adamw: the cross-seed baseline adamw-adamw (n=0) on >= 2 seed pairs, to judge its size against" in settle
+    far[("adamw", "adamw")] = [1.9, 2.0, 2.1]
     verdict, evidence, _ = findings.claim_linear(_jobs(barriers={**pairs, **far}))
     assert verdict == "contradicted"
-    assert "momentum-adamw barrier minus 0.5 x momentum-momentum baseline: -0.45 ± 0.041 (s.e.) (not large)" in evidence
+    assert "momentum-adamw barrier minus 0.5 x momentum-momentum baseline: -0.45 ± 0.041 (s.e.), not large" in evidence
+    # one baseline suffices for "large": clearing its bar clears the smaller one's
+    low = {("momentum", "momentum"): [0.1, 0.15, 0.2]}
+    verdict, evidence, _ = findings.claim_linear(_jobs(barriers={**pairs, **low}))
+    assert verdict == "not resolved"  # sgd-adamw has no baseline yet
+    assert "momentum-adamw barrier minus 0.5 x momentum-momentum baseline: +0.175 ± 0.032 (s.e.), large" in evidence
     # the smaller of the two optimizers' baselines is the bar: sgd-sgd (0.4) for sgd-adamw
     near = {("sgd", "sgd"): [0.3, 0.4, 0.5], ("adamw", "adamw"): [2.0, 2.1, 2.2],
             ("momentum", "momentum"): [0.3, 0.4, 0.5]}
@@ -177,7 +193,9 @@ def test_a_large_barrier_is_judged_against_the_cross_seed_baseline():
     one = {o: [1.0, None, None] for o in (("sgd", "sgd"), ("momentum", "momentum"), ("adamw", "adamw"))}
     jobs = _jobs(barriers={**pairs, **one})
     verdict, _, settle = findings.claim_linear(jobs)
-    assert verdict == "not resolved" and any("on >= 2 seeds, to judge its size" in s for s in settle)
+    assert verdict == "not resolved"
+    assert "momentum-adamw: the cross-seed baseline momentum-momentum (n=1) and adamw-adamw (n=1) on >= 2 " \
+           "seed pairs, to judge its size against" in settle
 
 
 def test_intrinsic_dimension_against_15_and_the_parameter_count():
@@ -200,14 +218,35 @@ def test_the_intrinsic_dimension_margin_includes_the_projection_seed_spread():
     same = {o: [12_000, 12_000] for o in OPTS}
     jobs = _jobs(dims=same, n_params=100_000)
     assert findings.claim_intrinsic(jobs)[0] == "supported"  # 12% of the parameters, s.e. 0
+    _searches(jobs, [4_000, 20_000])
+    # 12,000 - 2 x 4,619 is below the 10,000 line: no longer settled
+    verdict, evidence, settle = findings.claim_intrinsic(jobs)
+    assert verdict == "not resolved" and "sgd: more projection seeds or trained seeds" in settle
+    assert "sgd d_int90 1.2e+04 ± 0 (n=2), 12.00% of 100,000 parameters, s.e. 4,619 over 4 searches" in evidence
+    # 2,000 above the line at s.e. 866 (four searches): 2.3 s.e., beyond 2 but inside t(3 df)
+    _searches(jobs, [10_500, 13_500])
+    verdict, _, settle = findings.claim_intrinsic(jobs)
+    assert verdict == "supported"
+    assert "more seeds: sgd d_int90 vs 10,000 is marginal: 2.3 s.e., below t = 3.18 (3 df)" in settle
+
+
+def test_the_intrinsic_dimension_margin_keeps_the_larger_spread_across_models():
+    # models 12,000 and 30,000 apart (s.e. 9,000), each model's searches nearly identical
+    jobs = _jobs(dims={o: [12_000, 30_000] for o in OPTS}, n_params=100_000)
+    _searches(jobs, [20_999, 21_001])
+    verdict, evidence, _ = findings.claim_intrinsic(jobs)
+    assert verdict == "not resolved"  # 21,000 - 2 x 9,000 < 10,000
+    assert "s.e. 9,000 over 2 models" in evidence
+
+
+def _searches(jobs, dims):
+    """Give every intrinsic_dim record one search per value, plus one that missed the target."""
     for j in jobs:
         if "intrinsic_dim" in j.probes:
-            j.probes["intrinsic_dim"]["result"]["per_seed"] = [{"seed": 0, "d_int90": 4_000},
-                                                               {"seed": 1, "d_int90": 20_000},
-                                                               {"seed": 2, "d_int90": None}]
-    # 12,000 - 2 x 4,000 is below the 10,000 line: no longer settled
-    verdict, _, settle = findings.claim_intrinsic(jobs)
-    assert verdict == "not resolved" and "sgd: more projection seeds or trained seeds" in settle
+            rec = j.probes["intrinsic_dim"]
+            rec["result"]["per_seed"] = [{"seed": i, "d_int90": d} for i, d in enumerate(dims)]
+            rec["result"]["per_seed"].append({"seed": len(dims), "d_int90": None})
+            rec["scalars"]["reached_90"] = len(dims) / (len(dims) + 1)
 
 
 def test_correlation_matches_numpy_and_claim_4_needs_enough_models():
