@@ -93,6 +93,13 @@ def _final(job):
     return json.loads((job / "train_summary.json").read_text())["final"]
 
 
+def test_a_not_reproduced_message_shows_just_enough_digits_to_tell_the_numbers_apart():
+    from losslands.report.load import _distinct
+    assert _distinct(0.5801200270652771, 0.5799800157546997) == ("0.58012", "0.57998")
+    assert _distinct(1.07234012, 1.07234087) == ("1.07234", "1.072341")  # 6 digits would tie
+    assert _distinct(None, 0.5) == ("None", "0.5")
+
+
 def test_a_training_that_ended_differently_in_two_folders_is_listed(tmp_path):
     # the same training key in two folders (one from another machine), different weights
     _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0), ("sgd", 1): (0.6, 12.0)})
@@ -352,5 +359,6 @@ def test_a_pairwise_probes_second_model_is_checked_against_its_own_jobs(tmp_path
     with pytest.warns(UserWarning, match="1 jobs or files"):
         [row] = _failed_section(write_report(tmp_path).read_text())
     assert row[:3] == ["9_sgd-s0-interpolation", "probes/interpolation.json", "not reproduced"]
-    assert row[3].startswith(f"second model's training hadamw0 ended at val/acc 0.71 here but {adamw['val/acc']} "
+    assert adamw["val/acc"] == pytest.approx(0.7)  # stored as 0.6999999999999998, shown to 6 digits
+    assert row[3].startswith("second model's training hadamw0 ended at val/acc 0.71 here but 0.7 "
                              "in 0_adamw-s0-eval")

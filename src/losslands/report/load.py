@@ -182,6 +182,17 @@ def scan_sweep(sweep_dir: str | Path) -> Sweep:
     return Sweep(jobs, problems)
 
 
+def _distinct(a: Any, b: Any) -> tuple[str, str]:
+    """Two differing numbers with the fewest significant digits (from 6) that tell them apart."""
+    if not all(isinstance(v, (int, float)) for v in (a, b)):
+        return str(a), str(b)
+    for digits in range(6, 18):
+        sa, sb = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if sa != sb:
+            return sa, sb
+    return repr(a), repr(b)
+
+
 def _not_reproduced(jobs: list[Job], sweep_dir: Path) -> list[Problem]:
     """A problem for each job whose training (or pairwise probe's second model, from the
     record's ``others``) ended elsewhere than another job's with the same training key.
@@ -199,9 +210,10 @@ def _not_reproduced(jobs: list[Job], sweep_dir: Path) -> list[Problem]:
         a = ref.summary["final"]
         if a != final:
             diff = next((k for k in sorted(a.keys() | final.keys()) if a.get(k) != final.get(k)), "")
+            here, there = _distinct(final.get(diff), a.get(diff))
             out.append(Problem(
                 str(job.path.relative_to(sweep_dir)), file, "not reproduced",
-                f"{what} {key} ended at {diff} {final.get(diff)} here but {a.get(diff)} in "
+                f"{what} {key} ended at {diff} {here} here but {there} in "
                 f"{ref.path.relative_to(sweep_dir)}: their results come from different weights "
                 "(take both from one machine, or one train.store)", "train", job.optimizer, job.seed))
 
