@@ -362,3 +362,12 @@ def test_a_pairwise_probes_second_model_is_checked_against_its_own_jobs(tmp_path
     assert adamw["val/acc"] == pytest.approx(0.7)  # stored as 0.6999999999999998, shown to 6 digits
     assert row[3].startswith("second model's training hadamw0 ended at val/acc 0.71 here but 0.7 "
                              "in 0_adamw-s0-eval")
+
+
+def test_a_pair_is_named_in_the_report_order_whichever_job_ran_it():
+    from losslands.report.write import _pair
+    assert _pair({"optimizer": "adamw", "result": {"other": "sgd"}}) == "sgd-adamw"
+    assert _pair({"optimizer": "sgd", "result": {"pair": "adamw-sgd"}}) == "sgd-adamw"
+    assert _pair({"optimizer": "momentum", "result": {"other": "momentum"}}) == "momentum-momentum"
+    assert _pair({"optimizer": "lion", "result": {"other": "sgd"}}) == "lion-sgd"  # unknown: as run
+    assert _pair({"optimizer": "sgd", "result": {}}) == ""

@@ -86,8 +86,9 @@ class IncompleteSweep(RuntimeError):
 def problems_section(problems: list[Problem]) -> str:
     """The "Failed or unreadable" section of REPORT.md: one row per job or file without a result."""
     lines = ["## Failed or unreadable\n",
-             "These jobs and files gave no result to the tables and figures (`python -m losslands.report "
-             "--strict` exits non-zero while any are listed).\n",
+             "These jobs and files gave no result to the tables and figures, except those `not reproduced`: "
+             "their results are in the tables, from other weights than another folder's of the same "
+             "training (`python -m losslands.report --strict` exits non-zero while any are listed).\n",
              "| job | file | status | error |", "|---|---|---|---|"]
     for p in problems:
         cells = (p.job, p.file, p.status, p.error)
@@ -96,10 +97,13 @@ def problems_section(problems: list[Problem]) -> str:
 
 
 def _pair(rec: dict[str, Any]) -> str:
+    """``a-b`` for a pairwise record, in the report's optimizer order (the findings' labels)."""
     res = rec.get("result") or {}
-    if res.get("pair"):
-        return res["pair"]
-    return f"{rec.get('optimizer')}-{res['other']}" if res.get("other") else ""
+    label = res.get("pair") or (f"{rec.get('optimizer')}-{res['other']}" if res.get("other") else "")
+    parts = label.split("-")
+    if len(parts) == 2 and all(p in OPTIMIZER_ORDER for p in parts):
+        parts.sort(key=OPTIMIZER_ORDER.index)  # adamw-sgd and sgd-adamw are one pair
+    return "-".join(parts)
 
 
 def _seeds_and_optimizers(jobs: list[Job]) -> tuple[list[int], list[str]]:
