@@ -107,6 +107,27 @@ def test_a_difference_beyond_2_se_but_inside_the_t_interval_is_marked_marginal()
     assert findings._marginal(0.06, 0.0163, 11) == ""  # beyond the table (df > 10): 2 s.e. is close to t
 
 
+def test_a_firm_contradiction_settles_a_claim_whatever_its_marginal_or_open_parts_show():
+    # adamw - sgd = -0.1 (firm, 21 s.e.); adamw - momentum = -0.0267 at s.e. 0.012 (marginal)
+    acc = {"sgd": [0.70, 0.71, 0.70], "momentum": [0.63, 0.65, 0.61], "adamw": [0.60, 0.61, 0.60]}
+    verdict, evidence, settle = findings.claim_accuracy(_jobs(acc=acc))
+    assert verdict == "contradicted" and "marginal: 2.2 s.e." in evidence
+    assert settle == []  # more seeds could undo the marginal one, not the firm one
+    # only the marginal contradiction left: more seeds are what would settle it, and nothing
+    # else (the epochs' open comparison cannot undo a contradiction)
+    acc["sgd"] = [0.50, 0.51, 0.50]
+    verdict, _, settle = findings.claim_accuracy(_jobs(acc=acc))
+    assert verdict == "contradicted"
+    assert settle == ["more seeds: val acc, adamw vs momentum is marginal: 2.2 s.e., below t = 4.3 (2 df)"]
+    # claim 5: one AdamW pair firmly not large, the other marginally: settled
+    small, base = [0.01, 0.0, 0.02], [1.0, 1.1, 1.2]
+    barriers = {("sgd", "momentum"): small, ("momentum", "adamw"): [0.2, 0.25, 0.3],
+                ("adamw", "sgd"): [0.3, 0.35, 0.4], ("sgd", "sgd"): [0.9, 1.1, 1.3],
+                ("momentum", "momentum"): base, ("adamw", "adamw"): base}
+    verdict, evidence, settle = findings.claim_linear(_jobs(barriers=barriers))
+    assert verdict == "contradicted" and "not large, marginal" in evidence and settle == []
+
+
 def test_claim_2_without_adamw_shows_the_others_values_and_no_stray_punctuation():
     lam = {"sgd": [20.0, 21.0, 22.0], "momentum": [60.0, 61.0, 62.0], "adamw": [None, None, None]}
     verdict, evidence, _ = findings.claim_sharpness(_jobs(lam=lam))

@@ -10,6 +10,8 @@ that a verdict means the same in every report:
   ``min(n1, n2) - 1`` degrees of freedom (conservative for Welch's) is marked *marginal*, and more
   seeds are listed as what would settle it. Otherwise it is unresolved, and the seeds that would
   resolve a difference of the observed size are ``n (2 se / |d|)²``.
+- **A contradicted claim** is settled by any firm (not marginal) contradiction of one of its
+  parts; when every contradiction is marginal, more seeds for those are what would settle it.
 - **A sign** (a negative lambda_min) counts when the mean is beyond 2 standard errors of zero
   and every seed agrees.
 - **Connected** (a barrier of nothing): mean barrier + 2 s.e. below :data:`CONNECTED_BARRIER`.
@@ -109,7 +111,7 @@ def _order(values: Values, label: str, larger: bool, metric: str = "",
         missing = [o for o in OPTIMIZERS if o not in values] or [label]
         return "no data", "", [f"run every optimizer with >= 2 seeds ({', '.join(missing)} missing)"]
     sign = 1 if larger else -1
-    verdicts, settle, against = [], [], []
+    verdicts, settle, against, undo = [], [], [], []
     what = f"{metric}, " if metric else ""
     for other in values:
         if other == label:
@@ -126,6 +128,7 @@ def _order(values: Values, label: str, larger: bool, metric: str = "",
             if sign * d < 0:
                 against.append(f"{what}{label} vs {other}: difference {d:+.3g} ± {se:.2g} (s.e.), "
                                f"against the claim{', ' + note if note else ''}")
+                undo.append(settle[-1] if note else None)  # None: a firm contradiction
         else:
             verdicts.append("unresolved")
             need = _seeds_needed(d, se, n)
@@ -137,9 +140,10 @@ def _order(values: Values, label: str, larger: bool, metric: str = "",
         return "supported", evidence, settle
     if against:
         # the comparison that decides it, so a reader need not redo the arithmetic; a contradicted
-        # ordering is settled whatever the unresolved comparisons would show, unless it is marginal
-        marginal = [x for x in settle if x.startswith(_MORE_SEEDS)]
-        return "contradicted", f"{evidence} ({'; '.join(against)})".lstrip(), marginal
+        # ordering is settled whatever the other comparisons would show, unless every
+        # contradiction is marginal (then only more seeds could undo it)
+        return "contradicted", f"{evidence} ({'; '.join(against)})".lstrip(), (
+            [] if None in undo else undo)
     return "not resolved", evidence, settle
 
 
@@ -194,6 +198,19 @@ def _training(jobs: list[Job]) -> tuple[Values, Values]:
     return dict(acc), dict(epochs)
 
 
+def _merge(*parts: tuple[str, list[str]]) -> tuple[str, list[str]]:
+    """One verdict and "what would settle it" from a claim's parts ``(verdict, settle)``.
+
+    A contradicted claim is settled by any firm contradiction; if every contradicting part is
+    marginal, only those parts' "more seeds" notes remain (the other parts' cannot undo it).
+    """
+    verdict = _combine(*(v for v, _ in parts))
+    if verdict != "contradicted":
+        return verdict, [x for _, settle in parts for x in settle]
+    against = [[x for x in settle if x.startswith(_MORE_SEEDS)] for v, settle in parts if v == "contradicted"]
+    return verdict, ([] if any(not a for a in against) else [x for a in against for x in a])
+
+
 def _combine(*verdicts: str) -> str:
     if "contradicted" in verdicts:
         return "contradicted"
@@ -209,7 +226,8 @@ def claim_accuracy(jobs: list[Job]) -> tuple[str, str, list[str]]:
     v1, e1, s1 = _order(acc, "adamw", larger=True, metric="val acc")
     v2, e2, s2 = _order(epochs, "adamw", larger=False, metric="epochs")
     evidence = ". ".join(x for x in (e1 and f"final val acc: {e1}", e2 and f"Epochs to 90% of the final val acc: {e2}") if x)
-    return _combine(v1, v2), evidence, s1 + s2
+    verdict, settle = _merge((v1, s1), (v2, s2))
+    return verdict, evidence, settle
 
 
 def claim_sharpness(jobs: list[Job]) -> tuple[str, str, list[str]]:
@@ -217,7 +235,8 @@ def claim_sharpness(jobs: list[Job]) -> tuple[str, str, list[str]]:
     v1, e1, s1 = _order(lam, "adamw", larger=True, metric="lambda_max", show_values=False)
     v2, e2, s2 = _order(lam, "momentum", larger=False, metric="lambda_max", show_values=False)
     values = "; ".join(f"{o} {_cell(list(v.values()))}" for o, v in lam.items())
-    return _combine(v1, v2), " ".join(x for x in (values and f"lambda_max: {values}", e1, e2) if x), s1 + s2
+    verdict, settle = _merge((v1, s1), (v2, s2))
+    return verdict, " ".join(x for x in (values and f"lambda_max: {values}", e1, e2) if x), settle
 
 
 def claim_indefinite(jobs: list[Job]) -> tuple[str, str, list[str]]:
@@ -265,7 +284,8 @@ def claim_noise(jobs: list[Job]) -> tuple[str, str, list[str]]:
               f"{r_lam:+.2f} (difference of |r| in Fisher z: {z:+.2f})")
         s2 = [] if v2 != "not resolved" else ["many more models (seeds, optimizers, learning rates) to "
                                               "separate the two correlations"]
-    return _combine(v1, v2), ". ".join(x for x in (e1 and f"lambda_C/lambda_H: {e1}", e2) if x), s1 + s2
+    verdict, settle = _merge((v1, s1), (v2, s2))
+    return verdict, ". ".join(x for x in (e1 and f"lambda_C/lambda_H: {e1}", e2) if x), settle
 
 
 def _correlation(x: Values, y: Values) -> tuple[float, int]:
@@ -338,25 +358,23 @@ def claim_linear(jobs: list[Job]) -> tuple[str, str, list[str]]:
     cross = {p: v for p, v in pairs.items() if len(set(p.split("-"))) == 1}
     if "sgd-momentum" not in same or not any("adamw" in p for p in same):
         return "no data", "", ["probe=interpolation for sgd-momentum and the AdamW pairs"]
-    verdicts, settle, sizes = [], [], []
+    parts: list[tuple[str, list[str]]] = []  # (verdict, what would settle it) per part of the claim
+    sizes = []
     sm = _connected(same["sgd-momentum"])
-    verdicts.append({"connected": "supported", "separated": "contradicted"}.get(sm, "not resolved"))
+    parts.append(({"connected": "supported", "separated": "contradicted"}.get(sm, "not resolved"), []))
     for p in (p for p in same if "adamw" in p):
         d, se, n = _difference(same[p], same["sgd-momentum"])
         if math.isfinite(se) and d > 2 * se and _connected(same[p]) == "separated":
-            verdicts.append("supported")
-            if note := _marginal(d, se, n):
-                settle.append(f"{_MORE_SEEDS}{p} vs sgd-momentum barrier is {note}")
+            note = _marginal(d, se, n)
+            parts.append(("supported", [f"{_MORE_SEEDS}{p} vs sgd-momentum barrier is {note}"] if note else []))
         elif math.isfinite(se) and d < 2 * se and _connected(same[p]) == "connected":
-            verdicts.append("contradicted")
+            parts.append(("contradicted", []))
         else:
-            verdicts.append("not resolved")
-            settle.append(f"{p} vs sgd-momentum barrier: {d:+.3g} ± {se:.2g}" if math.isfinite(se)
-                          else f"{p} and sgd-momentum: >= 2 seeds each")
+            parts.append(("not resolved", [f"{p} vs sgd-momentum barrier: {d:+.3g} ± {se:.2g}" if math.isfinite(se)
+                                           else f"{p} and sgd-momentum: >= 2 seeds each"]))
         # "large": against the barrier between solutions that share only the optimizer
         v, text, s = _large(p, same[p], cross)
-        verdicts.append(v)
-        settle += s
+        parts.append((v, s))
         if text:
             sizes.append(text)
     evidence = "; ".join(f"{p} barrier {_cell(v)}" for p, v in sorted(same.items()))
@@ -367,7 +385,8 @@ def claim_linear(jobs: list[Job]) -> tuple[str, str, list[str]]:
     if sizes:
         evidence += (f". Size (large: above {LARGE_BARRIER_FRACTION:g} x the smaller baseline of the "
                      "pair's optimizers by 2 s.e.): " + "; ".join(sizes))
-    return _combine(*verdicts), evidence, settle
+    verdict, settle = _merge(*parts)
+    return verdict, evidence, settle
 
 
 def claim_curved(jobs: list[Job]) -> tuple[str, str, list[str]]:
@@ -412,7 +431,8 @@ def claim_intrinsic(jobs: list[Job]) -> tuple[str, str, list[str]]:
     if not dims:
         return "no data", "", ["probe=intrinsic_dim"]
     n_params = next((int(s["n_params"]) for s in trainings(jobs) if s.get("n_params")), None)
-    verdicts, parts, settle = [], [], []
+    verdicts: list[tuple[str, list[str]]] = []  # (verdict, what would settle it) per optimizer
+    parts = []
     for opt in sorted(dims, key=_rank):
         values = list(dims[opt].values())
         m, se, n = _stats(values)
@@ -424,18 +444,16 @@ def claim_intrinsic(jobs: list[Job]) -> tuple[str, str, list[str]]:
         margin = 2 * se if math.isfinite(se) else math.inf  # one seed: no interval
         far = min(values) > 10 * 15
         line = SIZEABLE_FRACTION * n_params if n_params else math.nan
+        note = _marginal(m - line, se, n) if far and math.isfinite(line) else ""
+        more = [f"{_MORE_SEEDS}{opt} d_int90 vs {line:,.0f} is {note}"] if note else []
         if n_params is None:
-            verdicts.append("not resolved")
-            settle.append("the parameter count (train_summary.json n_params)")
+            verdicts.append(("not resolved", ["the parameter count (train_summary.json n_params)"]))
         elif far and m - margin >= line:
-            verdicts.append("supported")
+            verdicts.append(("supported", more))
         elif not far or m + margin < line:
-            verdicts.append("contradicted")
+            verdicts.append(("contradicted", more if far else []))
         else:
-            verdicts.append("not resolved")
-            settle.append(f"{opt}: more projection seeds or trained seeds")
-        if far and math.isfinite(line) and (note := _marginal(m - line, se, n)) and abs(m - line) > margin:
-            settle.append(f"{_MORE_SEEDS}{opt} d_int90 vs {line:,.0f} is {note}")
+            verdicts.append(("not resolved", [f"{opt}: more projection seeds or trained seeds"]))
         frac = f", {m / n_params:.2%} of {n_params:,} parameters" if n_params else ""
         used = f", s.e. {se:,.0f} over {n} {over}" if math.isfinite(se) else ""
         parts.append(f"{opt} d_int90 {_cell(values)}{frac}{used} (fraction of projection seeds "
@@ -443,9 +461,9 @@ def claim_intrinsic(jobs: list[Job]) -> tuple[str, str, list[str]]:
     # a claim about the setup: one optimizer's models cannot settle it for the others
     missing = [o for o in sorted({j.optimizer for j in jobs}, key=_rank) if o not in dims]
     if missing:
-        verdicts.append("not resolved")
-        settle.append(f"probe=intrinsic_dim for {', '.join(missing)}")
-    return (_combine(*verdicts), "; ".join(parts) + f" (sizeable: >= {SIZEABLE_FRACTION:.0%} of the "
+        verdicts.append(("not resolved", [f"probe=intrinsic_dim for {', '.join(missing)}"]))
+    verdict, settle = _merge(*verdicts)
+    return (verdict, "; ".join(parts) + f" (sizeable: >= {SIZEABLE_FRACTION:.0%} of the "
             "parameters beyond 2 s.e., the larger of the one over models and the one over every "
             "projection seed's search; far from 15: every seed > 150)", settle)
 
