@@ -111,40 +111,32 @@ def _order(values: Values, label: str, larger: bool, metric: str = "",
         missing = [o for o in OPTIMIZERS if o not in values] or [label]
         return "no data", "", [f"run every optimizer with >= 2 seeds ({', '.join(missing)} missing)"]
     sign = 1 if larger else -1
-    verdicts, settle, against, undo = [], [], [], []
+    parts: list[tuple[str, list[str]]] = []  # (verdict, what would settle it) per comparison
+    against = []
     what = f"{metric}, " if metric else ""
     for other in values:
         if other == label:
             continue
         d, se, n = _difference(list(values[label].values()), list(values[other].values()))
         if not math.isfinite(se):
-            verdicts.append("unresolved")
-            settle.append(f"{what}{label} vs {other}: >= 2 seeds each")
+            parts.append(("not resolved", [f"{what}{label} vs {other}: >= 2 seeds each"]))
         elif abs(d) > 2 * se:
-            verdicts.append("supported" if sign * d > 0 else "contradicted")
             note = _marginal(d, se, n)
-            if note:
-                settle.append(f"{_MORE_SEEDS}{what}{label} vs {other} is {note}")
+            parts.append(("supported" if sign * d > 0 else "contradicted",
+                          [f"{_MORE_SEEDS}{what}{label} vs {other} is {note}"] if note else []))
             if sign * d < 0:
                 against.append(f"{what}{label} vs {other}: difference {d:+.3g} ± {se:.2g} (s.e.), "
                                f"against the claim{', ' + note if note else ''}")
-                undo.append(settle[-1] if note else None)  # None: a firm contradiction
         else:
-            verdicts.append("unresolved")
             need = _seeds_needed(d, se, n)
-            settle.append(f"{what}{label} vs {other}: difference {d:+.3g} ± {se:.2g} (s.e.)"
-                          + (f", ~{need} seeds each to resolve a difference this size" if need else ""))
+            parts.append(("not resolved", [f"{what}{label} vs {other}: difference {d:+.3g} ± {se:.2g} (s.e.)"
+                                           + (f", ~{need} seeds each to resolve a difference this size" if need else "")]))
     evidence = ("; ".join(f"{o} {_cell(list(v.values()))}" for o, v in values.items())
                 if show_values else "")
-    if all(v == "supported" for v in verdicts):
-        return "supported", evidence, settle
-    if against:
-        # the comparison that decides it, so a reader need not redo the arithmetic; a contradicted
-        # ordering is settled whatever the other comparisons would show, unless every
-        # contradiction is marginal (then only more seeds could undo it)
-        return "contradicted", f"{evidence} ({'; '.join(against)})".lstrip(), (
-            [] if None in undo else undo)
-    return "not resolved", evidence, settle
+    verdict, settle = _merge(*parts)
+    if against:  # the comparisons that decide it, so a reader need not redo the arithmetic
+        evidence = f"{evidence} ({'; '.join(against)})".lstrip()
+    return verdict, evidence, settle
 
 
 def _per_seed(jobs: list[Job], probe: str, key: str) -> Values:
