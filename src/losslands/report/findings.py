@@ -331,12 +331,11 @@ def _large(pair: str, values: Sequence[float], cross: dict[str, list[float]]) ->
     d, s = m - f * mb, math.hypot(se, f * sb)
     text = f"{pair} barrier minus {f:g} x {base} baseline: {d:+.3g} ± {s:.2g} (s.e.)"
     note = _marginal(d, s, min(n, nb))
+    marked, more = (f", {note}", [f"{_MORE_SEEDS}{text} is {note}"]) if note else ("", [])
     if d > 2 * s:
-        return "supported", f"{text}, large" + (f", {note}" if note else ""), (
-            [f"{_MORE_SEEDS}{text} is {note}"] if note else [])
+        return "supported", f"{text}, large{marked}", more
     if d < -2 * s and not missing:
-        return "contradicted", f"{text}, not large" + (f", {note}" if note else ""), (
-            [f"{_MORE_SEEDS}{text} is {note}"] if note else [])
+        return "contradicted", f"{text}, not large{marked}", more
     if d < -2 * s:  # below this baseline, but the missing one could be smaller
         return "not resolved", f"{text}, not resolved", [wanted]
     need = _seeds_needed(d, s, min(n, nb))
