@@ -196,3 +196,20 @@ def test_the_job_context_records_which_training_load_other_returned(tmp_path):
     partner = fit.train_or_reuse(compose_cfg(tmp_path, *TINY, "seed=7"))
     assert partner.key != trained.key
     assert ctx.others == [{"train_hash": partner.key, "final": partner.summary["final"]}]
+
+
+def test_progress_bars_redraw_rarely_into_a_log_file(tmp_path):
+    """A bar into a file or pipe is redrawn every LOG_INTERVAL s, not ten times a second."""
+    import io
+
+    from losslands.probes.base import LOG_INTERVAL, progress_interval
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert LOG_INTERVAL >= 10
+    with open(tmp_path / "log", "w") as f:
+        assert progress_interval(f) == LOG_INTERVAL
+    assert progress_interval(object()) == LOG_INTERVAL
+    assert progress_interval(Terminal()) == 0.1

@@ -308,6 +308,28 @@ def test_intrinsic_dimension_figure_marks_runs_that_reached_the_target():
     assert [list(ln.get_xdata()) for ln in hollow] == [[10, 20]]
 
 
+def test_path_figures_name_pairs_as_the_tables_do_and_orient_the_paths():
+    """A path run from AdamW to SGD is drawn as sgd-adamw (the tables' name) from the SGD end,
+    and each pair of two optimizers has a colour of its own."""
+    from losslands.report import figures
+    from losslands.report.load import Job
+
+    def rec(opt, pair, alphas, loss):
+        return {"probe": "interpolation", "status": "completed", "optimizer": opt, "seed": 0, "probe_key": pair,
+                "scalars": {}, "result": {"pair": pair, "alphas": alphas, "train_loss": loss, "test_acc": loss}}
+
+    jobs = [Job(None, {}, {"interpolation": rec("adamw", "adamw-sgd", [0.0, 0.25, 1.0], [1.0, 2.0, 3.0])}),
+            Job(None, {}, {"interpolation": rec("sgd", "sgd-momentum", [0.0, 0.5, 1.0], [4.0, 5.0, 6.0])})]
+    fig = figures.interpolation_curves(jobs)
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines() if not ln.get_label().startswith("_")}
+    assert set(lines) == {"sgd-adamw train (n=1)", "sgd-momentum train (n=1)"}
+    flipped = lines["sgd-adamw train (n=1)"]
+    assert list(flipped.get_xdata()) == [0.0, 0.75, 1.0] and list(flipped.get_ydata()) == [3.0, 2.0, 1.0]
+    assert list(lines["sgd-momentum train (n=1)"].get_ydata()) == [4.0, 5.0, 6.0]
+    assert flipped.get_color() != lines["sgd-momentum train (n=1)"].get_color()
+    assert figures._pair_colors(["sgd-sgd", "sgd-adamw"])["sgd-sgd"] == figures.COLORS["sgd"]
+
+
 def test_cost_table_sums_wall_time_per_probe_and_training(tmp_path):
     from losslands.report.write import cost_table
 

@@ -33,6 +33,7 @@ import importlib
 import math
 import os
 import pkgutil
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -373,12 +374,26 @@ class ProbeContext:
                                chunk_size=chunk_size)
 
     def progress(self, iterable: Iterable, desc: str, total: int | None = None) -> Iterable:
-        """Wrap a long loop in a progress bar."""
-        return tqdm(iterable, desc=desc, total=total, disable=self.quiet, leave=False)
+        """Wrap a long loop in a progress bar (redrawn every ``LOG_INTERVAL`` s into a log file)."""
+        return tqdm(iterable, desc=desc, total=total, disable=self.quiet, leave=False,
+                    mininterval=progress_interval(sys.stderr))
 
     def steps(self, total: int, desc: str) -> StepProgress:
         """A ``progress(...)`` callback for the cores that advances a bar by one per call."""
         return StepProgress(self, total, desc)
+
+
+# A terminal redraws a bar in place; a log file keeps every redraw (ten a second by default, a
+# megabyte per half hour of subspace training), so into a file the bar is written every 30 s.
+LOG_INTERVAL = 30.0
+
+
+def progress_interval(stream: Any) -> float:
+    """Seconds between progress-bar redraws on ``stream``: tqdm's 0.1 on a terminal (and in a
+    notebook, whose widget redraws in place), ``LOG_INTERVAL`` into a file or pipe."""
+    if "notebook" in tqdm.__module__ or getattr(stream, "isatty", lambda: False)():
+        return 0.1
+    return LOG_INTERVAL
 
 
 class StepProgress:

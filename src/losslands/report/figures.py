@@ -9,9 +9,17 @@ from collections.abc import Iterator
 import numpy as np
 from matplotlib.figure import Figure
 
-from losslands.report.load import Job, probe_records, trainings
+from losslands.report.load import Job, canonical_pair, probe_records, trainings
 
 COLORS = {"sgd": "tab:blue", "momentum": "tab:orange", "adamw": "tab:green", "adam": "tab:red"}
+# Pairs of two optimizers get colours of their own (a pair named by its first optimizer would
+# share a colour with every other pair that starts with it); a cross-seed pair keeps its optimizer's.
+PAIR_COLORS = ["tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
+# The fields of a path record along its position (mapped to 1 - t when the path is flipped) and
+# the values sampled on them (reversed with it).
+_PATH_POSITIONS = ("alphas", "t", "dense_t", "linear_t", "pivot_t")
+_PATH_VALUES = ("train_loss", "test_acc", "test_loss", "train_acc", "losses", "dense_losses", "linear_losses",
+                "pivot_losses")
 
 
 def _color(name: str) -> str:
@@ -119,19 +127,45 @@ def _by(records: list[dict], key) -> dict[str, list[dict]]:
     return dict(sorted(out.items()))
 
 
-def _pair_color(pair: str) -> str:
-    return _color(pair.split("-")[0])
+def _flipped(result: dict) -> dict:
+    """A path record seen from its other end: positions ``t -> 1 - t``, samples reversed."""
+    out = dict(result)
+    for key in _PATH_POSITIONS:
+        if key in out:
+            out[key] = [1.0 - t for t in reversed(out[key])]
+    for key in _PATH_VALUES:
+        if key in out:
+            out[key] = list(reversed(out[key]))
+    return out
+
+
+def _by_pair(records: list[dict]) -> dict[str, list[dict]]:
+    """Path records by pair, named in the report's order (as the tables name them) and oriented
+    so that position 0 is the name's first optimizer."""
+    out: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        name, flip = canonical_pair(r["result"].get("pair", "?"))
+        out[name].append(_flipped(r["result"]) if flip else r["result"])
+    return dict(sorted(out.items()))
+
+
+def _pair_colors(pairs) -> dict[str, str]:
+    """A colour per pair: a cross-seed pair (``sgd-sgd``) its optimizer's, the others their own."""
+    mixed = [p for p in pairs if len(set(p.split("-"))) != 1]
+    return {p: (PAIR_COLORS[mixed.index(p) % len(PAIR_COLORS)] if p in mixed else _color(p.split("-")[0]))
+            for p in pairs}
 
 
 def interpolation_curves(jobs: list[Job]) -> Figure | None:
-    by_pair = _by(probe_records(jobs, "interpolation"), lambda r: r["result"].get("pair", "?"))
+    by_pair = _by_pair(probe_records(jobs, "interpolation"))
     if not by_pair:
         return None
     fig, axes = _panels(2)
+    colors = _pair_colors(by_pair)
     for pair, results in by_pair.items():
         alphas = results[0]["alphas"]
-        _band(axes[0], alphas, [r["train_loss"] for r in results], f"{pair} train", _pair_color(pair))
-        _band(axes[1], alphas, [r["test_acc"] for r in results], f"{pair} test", _pair_color(pair))
+        _band(axes[0], alphas, [r["train_loss"] for r in results], f"{pair} train", colors[pair])
+        _band(axes[1], alphas, [r["test_acc"] for r in results], f"{pair} test", colors[pair])
     for ax in axes:
         ax.axvline(0, color="k", lw=0.5)
         ax.axvline(1, color="k", lw=0.5)
@@ -142,8 +176,8 @@ def interpolation_curves(jobs: list[Job]) -> Figure | None:
 
 def path_curves(jobs: list[Job]) -> Figure | None:
     """AutoNEB and Bezier paths against the straight line, one panel per optimizer pair."""
-    neb = _by(probe_records(jobs, "autoneb"), lambda r: r["result"].get("pair", "?"))
-    bez = _by(probe_records(jobs, "curve"), lambda r: r["result"].get("pair", "?"))
+    neb = _by_pair(probe_records(jobs, "autoneb"))
+    bez = _by_pair(probe_records(jobs, "curve"))
     pairs = sorted(set(neb) | set(bez))
     if not pairs:
         return None

@@ -12,6 +12,20 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+# The report's optimizer order: tables, findings and figures name a pair in this order.
+OPTIMIZER_ORDER = ["sgd", "momentum", "adamw", "adam"]
+
+
+def canonical_pair(label: str) -> tuple[str, bool]:
+    """``(name, reversed)`` of a pair label such as ``adamw-sgd``: the name in the report's
+    optimizer order (``sgd-adamw``), and whether the path was run in the other direction (its
+    first end is the name's second optimizer). Labels of unknown optimizers stay as they are."""
+    parts = label.split("-")
+    if len(parts) != 2 or not all(p in OPTIMIZER_ORDER for p in parts):
+        return label, False
+    ordered = sorted(parts, key=OPTIMIZER_ORDER.index)
+    return "-".join(ordered), ordered != parts
+
 
 @dataclass
 class Job:

@@ -15,7 +15,15 @@ from losslands.probes.base import available_probes, load_probe
 from losslands.report import figures
 from losslands.report.definitions import definitions
 from losslands.report.findings import findings_section, is_cross_seed
-from losslands.report.load import Job, Problem, probe_records, scan_sweep, trainings
+from losslands.report.load import (
+    OPTIMIZER_ORDER,
+    Job,
+    Problem,
+    canonical_pair,
+    probe_records,
+    scan_sweep,
+    trainings,
+)
 from losslands.report.tables import (
     epochs_to_fraction,
     group_scalars,
@@ -23,9 +31,6 @@ from losslands.report.tables import (
     mean_std,
     scalar_value,
 )
-
-OPTIMIZER_ORDER = ["sgd", "momentum", "adamw", "adam"]
-
 
 
 def probe_sections() -> list[tuple[str, str, list[str], list[str]]]:
@@ -100,10 +105,7 @@ def _pair(rec: dict[str, Any]) -> str:
     """``a-b`` for a pairwise record, in the report's optimizer order (the findings' labels)."""
     res = rec.get("result") or {}
     label = res.get("pair") or (f"{rec.get('optimizer')}-{res['other']}" if res.get("other") else "")
-    parts = label.split("-")
-    if len(parts) == 2 and all(p in OPTIMIZER_ORDER for p in parts):
-        parts.sort(key=OPTIMIZER_ORDER.index)  # adamw-sgd and sgd-adamw are one pair
-    return "-".join(parts)
+    return canonical_pair(label)[0]  # adamw-sgd and sgd-adamw are one pair
 
 
 def _seeds_and_optimizers(jobs: list[Job]) -> tuple[list[int], list[str]]:
