@@ -243,7 +243,7 @@ def test_the_intrinsic_dimension_margin_includes_the_projection_seed_spread():
     # 12,000 - 2 x 4,619 is below the 10,000 line: no longer settled
     verdict, evidence, settle = findings.claim_intrinsic(jobs)
     assert verdict == "not resolved" and "sgd: more projection seeds or trained seeds" in settle
-    assert "sgd d_int90 1.2e+04 ± 0 (n=2), 12.00% of 100,000 parameters, s.e. 4,619 over 4 searches" in evidence
+    assert "sgd d_int90 12,000 ± 0 (n=2), 12.00% of 100,000 parameters, s.e. 4,619 over 4 searches" in evidence
     # 2,000 above the line at s.e. 866 (four searches): 2.3 s.e., beyond 2 but inside t(3 df)
     _searches(jobs, [10_500, 13_500])
     verdict, _, settle = findings.claim_intrinsic(jobs)

@@ -17,7 +17,13 @@ from losslands.report.tables import (
 def test_fmt_literals():
     assert fmt(12.0, 2.8284, 2) == "12 ± 2.8 (n=2)"
     assert fmt(3.0, 0.0, 1) == "3 (n=1)"
-    assert fmt(123456.0, 0.01234, 3) == "1.235e+05 ± 0.012 (n=3)"
+    assert fmt(123456.0, 0.01234, 3) == "123,500 ± 0.012 (n=3)"
+    assert fmt(34741.0, 6704.8, 2) == "34,740 ± 6,700 (n=2)"
+    assert fmt(9999.6, 1234.0, 2) == "10,000 ± 1,200 (n=2)"
+    assert fmt(-183242.0, 0.0, 2) == "-183,200 ± 0 (n=2)"
+    assert fmt(936.84, 105.3, 3) == "936.8 ± 110 (n=3)"
+    assert fmt(2.5e16, 1.0, 2) == "2.5e+16 ± 1 (n=2)"
+    assert fmt(0.012345, 99.6, 2) == "0.01235 ± 100 (n=2)" and fmt(1.5, 0.00012, 2) == "1.5 ± 0.00012 (n=2)"
     assert fmt(math.nan, math.nan, 0) == "–"
     assert fmt(1.0, 0.0, 0) == "–"
     assert fmt(math.nan, 0.0, 2) == "–"
@@ -28,6 +34,7 @@ def test_fmt_values_literals():
     assert fmt_values([5.0]) == "5 (n=1)"
     assert fmt_values([1.0, 3.0, math.inf]) == "2 ± 1.4 (n=2 of 3, 1 not finite)"
     assert fmt_values([None, 4.0]) == "4 (n=1 of 2, 1 missing)"
+    assert fmt_values([30000.0, 39482.0, None]) == "34,740 ± 6,700 (n=2 of 3, 1 missing)"
 
 
 def test_scalar_value():

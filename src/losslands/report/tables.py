@@ -19,13 +19,26 @@ def mean_std(values: Iterable[float | None]) -> tuple[float, float, int]:
     return m, sd, n
 
 
+def num(x: float, digits: int) -> str:
+    """``x`` to ``digits`` significant digits, as ``%g`` where that has a decimal point and as a
+    whole number with thousands separators where ``%g`` would switch to an exponent
+    (``34,740 ± 110``, not ``3.474e+04 ± 1.1e+02``), up to 1e15."""
+    if not math.isfinite(x) or x == 0 or abs(x) >= 1e15:
+        return f"{x:.{digits}g}"
+    exponent = math.floor(math.log10(abs(x)))
+    if exponent < digits - 1:
+        return f"{x:.{digits}g}"
+    return f"{round(x, digits - 1 - exponent):,.0f}"
+
+
 def fmt(m: float, sd: float, n: int) -> str:
-    """``mean ± std (n)`` with 4 significant digits; ``–`` when there is no value."""
+    """``mean ± std (n)``, the mean to 4 significant digits and the std to 2 (:func:`num`);
+    ``–`` when there is no value."""
     if n == 0 or math.isnan(m):
         return "–"
     if n == 1:
-        return f"{m:.4g} (n=1)"
-    return f"{m:.4g} ± {sd:.2g} (n={n})"
+        return f"{num(m, 4)} (n=1)"
+    return f"{num(m, 4)} ± {num(sd, 2)} (n={n})"
 
 
 def fmt_values(values: Sequence[float | None]) -> str:
@@ -41,7 +54,7 @@ def fmt_values(values: Sequence[float | None]) -> str:
     counts = f"n={n} of {len(values)}, " + ", ".join(dropped)
     if n == 0:
         return f"– ({counts})"
-    return f"{m:.4g} ({counts})" if n == 1 else f"{m:.4g} ± {sd:.2g} ({counts})"
+    return f"{num(m, 4)} ({counts})" if n == 1 else f"{num(m, 4)} ± {num(sd, 2)} ({counts})"
 
 
 def scalar_value(values: dict[str, Any], key: str) -> float | None:
