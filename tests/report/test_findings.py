@@ -260,6 +260,48 @@ def test_the_intrinsic_dimension_margin_keeps_the_larger_spread_across_models():
     assert "s.e. 9,000 over 2 models" in evidence
 
 
+def _miss(jobs, opt, seed, d_max):
+    """Make one model's search miss the target in every projection seed up to d_max."""
+    for j in jobs:
+        if j.optimizer == opt and j.seed == seed and "intrinsic_dim" in j.probes:
+            j.probes["intrinsic_dim"]["scalars"].update(d_int90=None, reached_90=0.0, d_max=d_max)
+
+
+def test_a_search_that_missed_the_target_bounds_the_intrinsic_dimension_from_below():
+    jobs = _jobs(dims={o: [0, 0] for o in OPTS}, n_params=100_000)
+    for o in OPTS:
+        for s in (0, 1):
+            _miss(jobs, o, s, 30_000)
+    # every model above 30,000 >= 10% of 100,000: supported (a null d_int90 once read as "not far")
+    verdict, evidence, settle = findings.claim_intrinsic(jobs)
+    assert verdict == "supported" and settle == []
+    assert "sgd d_int90 above the largest d tried (30,000, 30,000) in 2 of 2 models" in evidence
+    # above 5,000 says nothing about the 10,000 line
+    for s in (0, 1):
+        _miss(jobs, "adamw", s, 5_000)
+    verdict, _, settle = findings.claim_intrinsic(jobs)
+    assert verdict == "not resolved"
+    assert settle == ["adamw: every projection seed reaching the target (a larger probe.d_max or probe.epochs)"]
+
+
+def test_missed_searches_never_contradict_a_sizeable_intrinsic_dimension():
+    small = {o: [2_000, 2_500, 3_000] for o in OPTS}  # 2.5% of the parameters: contradicted alone
+    jobs = _jobs(dims=small, n_params=100_000)
+    _miss(jobs, "sgd", 2, 90_000)  # one sgd model above 90,000
+    verdict, evidence, settle = findings.claim_intrinsic(jobs)
+    assert verdict == "contradicted"  # momentum and adamw still contradict it
+    assert "sgd d_int90 2,250 ± 350 (n=2), 2.25% of 100,000 parameters; d_int90 above the largest d " \
+           "tried (90,000) in 1 of 3 models" in evidence
+    only_sgd = [j for j in jobs if j.optimizer == "sgd"]
+    verdict, _, settle = findings.claim_intrinsic(only_sgd)
+    assert verdict == "not resolved" and "sgd: every projection seed reaching the target" in settle[0]
+    # a model whose d_int90 averages only the seeds that reached it (the others lie higher)
+    partial = [j for j in _jobs(dims=small, n_params=100_000) if j.optimizer == "sgd"]
+    partial[0].probes["intrinsic_dim"]["scalars"]["reached_90"] = 0.5
+    assert findings.claim_intrinsic(partial)[0] == "not resolved"
+    assert findings.claim_intrinsic([j for j in _jobs(dims=small) if j.optimizer == "sgd"])[0] == "contradicted"
+
+
 def _searches(jobs, dims):
     """Give every intrinsic_dim record one search per value, plus one that missed the target."""
     for j in jobs:

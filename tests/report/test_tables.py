@@ -35,6 +35,16 @@ def test_fmt_values_literals():
     assert fmt_values([1.0, 3.0, math.inf]) == "2 ± 1.4 (n=2 of 3, 1 not finite)"
     assert fmt_values([None, 4.0]) == "4 (n=1 of 2, 1 missing)"
     assert fmt_values([30000.0, 39482.0, None]) == "34,740 ± 6,700 (n=2 of 3, 1 missing)"
+    # a null (NaN) is counted under its reason, an infinity as not finite, an absent seed as missing
+    assert fmt_values([math.nan, 4.0, None], null="not reached") == "4 (n=1 of 3, 1 not reached, 1 missing)"
+    assert fmt_values([math.nan, math.inf, 2.0, 4.0]) == "3 ± 1.4 (n=2 of 4, 2 not finite)"
+    assert fmt_values([math.nan, math.nan], null="not reached") == "– (n=0 of 2, 2 not reached)"
+
+
+def test_markdown_table_names_each_metrics_null_reason():
+    groups = {"sgd": {"d_int90": [math.nan, 3.0], "x": [math.nan, 1.0]}}
+    table = markdown_table(groups, ["d_int90", "x"], nulls={"d_int90": "not reached"})
+    assert table.splitlines()[-1] == "| sgd | 3 (n=1 of 2, 1 not reached) | 1 (n=1 of 2, 1 not finite) |"
 
 
 def test_scalar_value():

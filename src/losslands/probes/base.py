@@ -62,10 +62,12 @@ class Scalar:
     Attributes:
         definition: one line saying how it is computed.
         unit: its unit ("" for dimensionless).
+        null: what a null value means, in the words a report table gives it ("3 not reached").
     """
 
     definition: str
     unit: str = ""
+    null: str = "not finite"
 
 
 @dataclass(frozen=True)

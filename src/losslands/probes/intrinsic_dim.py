@@ -121,9 +121,9 @@ INFO = ProbeInfo(
     title="Intrinsic dimension",
     order=45,
     scalars={
-        "d_int90": Scalar("smallest d whose subspace-trained test accuracy reaches 90% of the full model's; mean over the projection seeds that reached it", "dimensions"),
-        "d_int90_std": Scalar("std of d_int90 over those seeds", "dimensions"),
-        "d_int90_interp": Scalar("d_int90 interpolated linearly in log d, mean over the seeds that reached it", "dimensions"),
+        "d_int90": Scalar("smallest d whose subspace-trained test accuracy reaches 90% of the full model's; mean over the projection seeds that reached it", "dimensions", null="not reached"),
+        "d_int90_std": Scalar("std of d_int90 over those seeds", "dimensions", null="< 2 seeds reached"),
+        "d_int90_interp": Scalar("d_int90 interpolated linearly in log d, mean over the seeds that reached it", "dimensions", null="not reached"),
         "reached_90": Scalar("fraction of projection seeds that reached the target"),
         "n_seeds": Scalar("projection seeds"),
         "d_max": Scalar("the largest d tried", "dimensions"),

@@ -414,26 +414,43 @@ def _projection_dims(jobs: list[Job], optimizer: str) -> list[float]:
     return out
 
 
+def _censored(jobs: list[Job]) -> dict[str, list[float]]:
+    """``{optimizer: [largest d tried]}`` of the models none of whose projection seeds reached
+    the target: their d_int90 exceeds that d (for the probe's budget), a lower bound."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for rec in probe_records(jobs, "intrinsic_dim"):
+        sc = rec.get("scalars") or {}
+        d, d_max = scalar_value(sc, "d_int90"), scalar_value(sc, "d_max")
+        if d is not None and math.isnan(d) and d_max is not None and math.isfinite(d_max):
+            out[rec.get("optimizer", "?")].append(d_max)
+    return dict(out)
+
+
 def claim_intrinsic(jobs: list[Job]) -> tuple[str, str, list[str]]:
-    # models none of whose projection seeds reached the target have no d_int90 (it exceeds the
-    # probe's d_max): their absence is visible in the fraction column and the counts
-    dims = _per_seed(jobs, "intrinsic_dim", "d_int90")
+    # A model none of whose projection seeds reached the target has no d_int90, only the lower
+    # bound "above the largest d tried": it can support "sizeable" (counted at its bound, which
+    # understates it) but never contradict it, and neither can a model whose d_int90 averages
+    # only the seeds that reached (the others lie higher).
+    dims = {o: {s: v for s, v in by_seed.items() if math.isfinite(v)}
+            for o, by_seed in _per_seed(jobs, "intrinsic_dim", "d_int90").items()}
+    censored = _censored(jobs)
     reached = _per_seed(jobs, "intrinsic_dim", "reached_90")
-    if not dims:
+    if not any(dims.values()) and not censored:
         return "no data", "", ["probe=intrinsic_dim"]
     n_params = next((int(s["n_params"]) for s in trainings(jobs) if s.get("n_params")), None)
     verdicts: list[tuple[str, list[str]]] = []  # (verdict, what would settle it) per optimizer
     parts = []
-    for opt in sorted(dims, key=_rank):
-        values = list(dims[opt].values())
-        m, se, n = _stats(values)
+    for opt in sorted(set(dims) | set(censored), key=_rank):
+        values, bounds = list(dims.get(opt, {}).values()), censored.get(opt, [])
+        every_seed = all(r == 1 for r in reached.get(opt, {}).values())
+        m, se, n = _stats(values + bounds)
         # two models can share a d_int90 (the search's grid) while their projection seeds differ
         _, se_projection, n_projection = _stats(_projection_dims(jobs, opt))
         over = "models"
         if math.isfinite(se) and math.isfinite(se_projection) and se_projection > se:
             se, n, over = se_projection, n_projection, "searches"
         margin = 2 * se if math.isfinite(se) else math.inf  # one seed: no interval
-        far = min(values) > 10 * 15
+        far = min(values + bounds) > 10 * 15
         line = SIZEABLE_FRACTION * n_params if n_params else math.nan
         note = _marginal(m - line, se, n) if far and math.isfinite(line) else ""
         more = [f"{_MORE_SEEDS}{opt} d_int90 vs {line:,.0f} is {note}"] if note else []
@@ -441,22 +458,42 @@ def claim_intrinsic(jobs: list[Job]) -> tuple[str, str, list[str]]:
             verdicts.append(("not resolved", ["the parameter count (train_summary.json n_params)"]))
         elif far and m - margin >= line:
             verdicts.append(("supported", more))
-        elif not far or m + margin < line:
+        elif bounds and not values and min(bounds) >= line:
+            # every model missed the target at d >= the line: each d_int90 lies above it
+            verdicts.append(("supported", []))
+        elif (not far or m + margin < line) and not bounds and every_seed:
             verdicts.append(("contradicted", more if far else []))
+        elif bounds or (not far or m + margin < line):
+            # below the line, but some searches missed the target: their d_int90 lie higher
+            verdicts.append(("not resolved", [f"{opt}: every projection seed reaching the target "
+                                              "(a larger probe.d_max or probe.epochs)"]))
         else:
             verdicts.append(("not resolved", [f"{opt}: more projection seeds or trained seeds"]))
-        frac = f", {m / n_params:.2%} of {n_params:,} parameters" if n_params else ""
-        used = f", s.e. {se:,.0f} over {n} {over}" if math.isfinite(se) else ""
-        parts.append(f"{opt} d_int90 {_cell(values)}{frac}{used} (fraction of projection seeds "
-                     f"reaching the target: {_cell(list(reached.get(opt, {}).values()))})")
+        text = []
+        if values:
+            frac = f", {_share(values, n_params)}" if n_params else ""
+            used = f", s.e. {se:,.0f} over {n} {over}" if math.isfinite(se) and not bounds else ""
+            text.append(f"{opt} d_int90 {_cell(values)}{frac}{used}")
+        if bounds:
+            text.append(f"{'' if values else opt + ' '}d_int90 above the largest d tried "
+                        f"({', '.join(f'{b:,.0f}' for b in sorted(bounds))}) in {len(bounds)} of "
+                        f"{len(values) + len(bounds)} models: the target was not reached")
+        parts.append("; ".join(text) + f" (fraction of projection seeds reaching the target: "
+                     f"{_cell(list(reached.get(opt, {}).values()))})")
     # a claim about the setup: one optimizer's models cannot settle it for the others
-    missing = [o for o in sorted({j.optimizer for j in jobs}, key=_rank) if o not in dims]
+    missing = [o for o in sorted({j.optimizer for j in jobs}, key=_rank) if o not in dims and o not in censored]
     if missing:
         verdicts.append(("not resolved", [f"probe=intrinsic_dim for {', '.join(missing)}"]))
     verdict, settle = _merge(*verdicts)
     return (verdict, "; ".join(parts) + f" (sizeable: >= {SIZEABLE_FRACTION:.0%} of the "
             "parameters beyond 2 s.e., the larger of the one over models and the one over every "
-            "projection seed's search; far from 15: every seed > 150)", settle)
+            "projection seed's search, a model that missed the target counted at its largest d; "
+            "far from 15: every seed > 150)", settle)
+
+
+def _share(values: Sequence[float], n_params: int) -> str:
+    """``12.00% of 100,000 parameters``: the mean of ``values`` as a share of the parameters."""
+    return f"{sum(values) / len(values) / n_params:.2%} of {n_params:,} parameters"
 
 
 CLAIMS: list[tuple[str, Callable[[list[Job]], tuple[str, str, list[str]]]]] = [

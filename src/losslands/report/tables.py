@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -41,17 +41,22 @@ def fmt(m: float, sd: float, n: int) -> str:
     return f"{num(m, 4)} ± {num(sd, 2)} (n={n})"
 
 
-def fmt_values(values: Sequence[float | None]) -> str:
+def fmt_values(values: Sequence[float | None], null: str = "not finite") -> str:
     """:func:`fmt` of ``values``, saying what the mean left out: ``None`` is a missing value
-    (no result for that seed), NaN or ±inf a value that is not finite, e.g.
-    ``12 ± 2.8 (n=2 of 3, 1 not finite)``."""
+    (no result for that seed), NaN (a JSON null) a value the probe could not give, counted
+    under ``null`` (its reason, e.g. ``not reached``), ±inf a value that is not finite, e.g.
+    ``12 ± 2.8 (n=2 of 3, 1 not reached)``."""
     m, sd, n = mean_std(values)
     missing = sum(v is None for v in values)
-    not_finite = len(values) - n - missing
-    if not (missing or not_finite):
+    nan = sum(v is not None and math.isnan(v) for v in values)
+    infinite = len(values) - n - missing - nan
+    dropped: dict[str, int] = {}
+    for k, what in ((nan, null), (infinite, "not finite"), (missing, "missing")):
+        if k:
+            dropped[what] = dropped.get(what, 0) + k
+    if not dropped:
         return fmt(m, sd, n)
-    dropped = [f"{k} {what}" for k, what in ((not_finite, "not finite"), (missing, "missing")) if k]
-    counts = f"n={n} of {len(values)}, " + ", ".join(dropped)
+    counts = f"n={n} of {len(values)}, " + ", ".join(f"{k} {what}" for what, k in dropped.items())
     if n == 0:
         return f"– ({counts})"
     return f"{num(m, 4)} ({counts})" if n == 1 else f"{num(m, 4)} ± {num(sd, 2)} ({counts})"
@@ -100,15 +105,17 @@ def _numeric_scalars(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def markdown_table(groups: dict[str, dict[str, list[float]]], metrics: Sequence[str], label: str = "optimizer",
-                   order: Sequence[str] | None = None) -> str:
-    """A Markdown table: one row per group, one column per metric, cells ``mean ± std (n)``."""
+                   order: Sequence[str] | None = None, nulls: Mapping[str, str] | None = None) -> str:
+    """A Markdown table: one row per group, one column per metric, cells ``mean ± std (n)``;
+    ``nulls`` gives a metric's reason for null values (:func:`fmt_values`)."""
     present = [m for m in metrics if any(m in g for g in groups.values())]
     if not groups or not present:
         return "_no results_\n"
     names = [g for g in (order or []) if g in groups] + sorted(g for g in groups if g not in (order or []))
     lines = ["| " + " | ".join([label, *present]) + " |", "|" + "---|" * (len(present) + 1)]
     for g in names:
-        lines.append("| " + " | ".join([g, *(fmt_values(groups[g].get(m, [])) for m in present)]) + " |")
+        lines.append("| " + " | ".join([g, *(fmt_values(groups[g].get(m, []), **({"null": nulls[m]} if m in (nulls or {}) else {}))
+                                           for m in present)]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -237,7 +237,9 @@ def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str 
         groups = group_scalars(recs)
         extra = sorted({k for g in groups.values() for k in g if prefixes and k.startswith(tuple(prefixes))}, key=_natural)
         tables[probe] = groups
-        md += [f"## {title} (`probe={probe}`)\n", markdown_table(groups, [*metrics, *extra], order=OPTIMIZER_ORDER)]
+        nulls = {k: v.null for k, v in load_probe(probe).INFO.scalars.items()}
+        md += [f"## {title} (`probe={probe}`)\n",
+               markdown_table(groups, [*metrics, *extra], order=OPTIMIZER_ORDER, nulls=nulls)]
     text, tables["paths"] = paths_table(jobs)
     if tables["paths"]:
         md += ["## Paths between solutions (barriers per optimizer pair)\n", text]
