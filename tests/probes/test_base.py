@@ -213,3 +213,10 @@ def test_progress_bars_redraw_rarely_into_a_log_file(tmp_path):
         assert progress_interval(f) == LOG_INTERVAL
     assert progress_interval(object()) == LOG_INTERVAL
     assert progress_interval(Terminal()) == 0.1
+    # in Jupyter tqdm.auto's class derives from the notebook widget's, and stderr is no terminal
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    class AutoInJupyter(notebook_tqdm):
+        pass
+
+    assert progress_interval(object(), tqdm=AutoInJupyter) == 0.1

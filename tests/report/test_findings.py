@@ -272,14 +272,24 @@ def test_a_search_that_missed_the_target_bounds_the_intrinsic_dimension_from_bel
     for o in OPTS:
         for s in (0, 1):
             _miss(jobs, o, s, 30_000)
-    # every model above 30,000 >= 10% of 100,000: supported (a null d_int90 once read as "not far")
+    # every model above 30,000 (s.e. 0) >= 10% of 100,000: supported (a null d_int90 once read
+    # as "not far from 15": contradicted)
     verdict, evidence, settle = findings.claim_intrinsic(jobs)
     assert verdict == "supported" and settle == []
-    assert "sgd d_int90 above the largest d tried (30,000, 30,000) in 2 of 2 models" in evidence
+    assert "sgd: 2 of 2 models missed the target (above 30,000, 30,000, the largest d tried); d_int90 " \
+           "30,000 ± 0 (n=2) counting those at that d, 30.00% of 100,000 parameters, s.e. 0 over 2 models" in evidence
+    # a bound goes through the same 2-s.e. rule as a value: one model, or two far apart, do not settle it
+    one = [j for j in jobs if j.optimizer == "sgd" and j.seed == 0]
+    assert findings.claim_intrinsic(one)[0] == "not resolved"
+    _miss(jobs, "sgd", 0, 20_000)
+    _miss(jobs, "sgd", 1, 90_000)  # 55,000 - 2 x 35,000 < 10,000
+    verdict, _, settle = findings.claim_intrinsic([j for j in jobs if j.optimizer == "sgd"])
+    assert verdict == "not resolved"
+    assert settle == ["sgd: every projection seed reaching the target (a larger probe.d_max or probe.epochs)"]
     # above 5,000 says nothing about the 10,000 line
     for s in (0, 1):
         _miss(jobs, "adamw", s, 5_000)
-    verdict, _, settle = findings.claim_intrinsic(jobs)
+    verdict, _, settle = findings.claim_intrinsic([j for j in jobs if j.optimizer == "adamw"])
     assert verdict == "not resolved"
     assert settle == ["adamw: every projection seed reaching the target (a larger probe.d_max or probe.epochs)"]
 
@@ -287,11 +297,11 @@ def test_a_search_that_missed_the_target_bounds_the_intrinsic_dimension_from_bel
 def test_missed_searches_never_contradict_a_sizeable_intrinsic_dimension():
     small = {o: [2_000, 2_500, 3_000] for o in OPTS}  # 2.5% of the parameters: contradicted alone
     jobs = _jobs(dims=small, n_params=100_000)
-    _miss(jobs, "sgd", 2, 90_000)  # one sgd model above 90,000
+    _miss(jobs, "sgd", 2, 9_000)  # one sgd model above 9,000
     verdict, evidence, settle = findings.claim_intrinsic(jobs)
     assert verdict == "contradicted"  # momentum and adamw still contradict it
-    assert "sgd d_int90 2,250 ± 350 (n=2), 2.25% of 100,000 parameters; d_int90 above the largest d " \
-           "tried (90,000) in 1 of 3 models" in evidence
+    assert "sgd: 1 of 3 models missed the target (above 9,000, the largest d tried); d_int90 4,500 ± 3,900 " \
+           "(n=3) counting those at that d, 4.50% of 100,000 parameters" in evidence
     only_sgd = [j for j in jobs if j.optimizer == "sgd"]
     verdict, _, settle = findings.claim_intrinsic(only_sgd)
     assert verdict == "not resolved" and "sgd: every projection seed reaching the target" in settle[0]
@@ -300,6 +310,21 @@ def test_missed_searches_never_contradict_a_sizeable_intrinsic_dimension():
     partial[0].probes["intrinsic_dim"]["scalars"]["reached_90"] = 0.5
     assert findings.claim_intrinsic(partial)[0] == "not resolved"
     assert findings.claim_intrinsic([j for j in _jobs(dims=small) if j.optimizer == "sgd"])[0] == "contradicted"
+
+
+def test_one_model_with_two_intrinsic_dim_records_counts_once():
+    import copy
+
+    jobs = [j for j in _jobs(dims={o: [20_000, 25_000, 30_000] for o in OPTS}) if j.optimizer == "sgd"]
+    missed = copy.deepcopy(jobs[0])
+    missed.probes["intrinsic_dim"]["probe_key"] += "-small-d_max"
+    missed.probes["intrinsic_dim"]["scalars"].update(d_int90=None, reached_90=0.0, d_max=5_000)
+    _, evidence, _ = findings.claim_intrinsic([*jobs, missed])
+    assert "sgd d_int90 25,000 ± 5,000 (n=3)" in evidence and "missed" not in evidence
+    # a record with neither a value nor a bound (no d_max) is left out, not a crash
+    bare = copy.deepcopy(missed)
+    del bare.probes["intrinsic_dim"]["scalars"]["d_max"]
+    assert findings.claim_intrinsic([bare]) == ("no data", "", ["probe=intrinsic_dim"])
 
 
 def _searches(jobs, dims):

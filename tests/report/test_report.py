@@ -328,7 +328,24 @@ def test_path_figures_name_pairs_as_the_tables_do_and_orient_the_paths():
     assert list(flipped.get_xdata()) == [0.0, 0.75, 1.0] and list(flipped.get_ydata()) == [3.0, 2.0, 1.0]
     assert list(lines["sgd-momentum train (n=1)"].get_ydata()) == [4.0, 5.0, 6.0]
     assert flipped.get_color() != lines["sgd-momentum train (n=1)"].get_color()
-    assert figures._pair_colors(["sgd-sgd", "sgd-adamw"])["sgd-sgd"] == figures.COLORS["sgd"]
+    assert figures._pair_colors(["sgd-sgd", "sgd-adamw"]) == {"sgd-sgd": figures.COLORS["sgd"],
+                                                              "sgd-adamw": figures.PAIR_COLORS["sgd-adamw"]}
+    # the same pair run both ways on a grid not symmetric about 1/2: drawn on the first record's
+    jobs.append(Job(None, {}, {"interpolation": rec("sgd", "sgd-adamw", [0.0, 0.5, 1.0], [3.0, 1.0, 1.0])}))
+    fig = figures.interpolation_curves(jobs)
+    [both] = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "sgd-adamw train (n=2)"]
+    assert list(both.get_xdata()) == [0.0, 0.75, 1.0]
+    assert list(both.get_ydata()) == pytest.approx([3.0, (2.0 + 1.0) / 2, 1.0])
+
+
+def test_canonical_pair_orders_known_optimizers_first():
+    from losslands.report.load import canonical_pair
+
+    assert canonical_pair("adamw-sgd") == ("sgd-adamw", True)
+    assert canonical_pair("sgd-momentum") == ("sgd-momentum", False)
+    assert canonical_pair("lion-sgd") == ("sgd-lion", True) and canonical_pair("sgd-lion") == ("sgd-lion", False)
+    assert canonical_pair("lion-adafactor") == ("adafactor-lion", True)
+    assert canonical_pair("sgd") == ("sgd", False)
 
 
 def test_cost_table_sums_wall_time_per_probe_and_training(tmp_path):
@@ -392,5 +409,5 @@ def test_a_pair_is_named_in_the_report_order_whichever_job_ran_it():
     assert _pair({"optimizer": "adamw", "result": {"other": "sgd"}}) == "sgd-adamw"
     assert _pair({"optimizer": "sgd", "result": {"pair": "adamw-sgd"}}) == "sgd-adamw"
     assert _pair({"optimizer": "momentum", "result": {"other": "momentum"}}) == "momentum-momentum"
-    assert _pair({"optimizer": "lion", "result": {"other": "sgd"}}) == "lion-sgd"  # unknown: as run
+    assert _pair({"optimizer": "lion", "result": {"other": "sgd"}}) == "sgd-lion"  # unknown: after the known
     assert _pair({"optimizer": "sgd", "result": {}}) == ""

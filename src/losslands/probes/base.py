@@ -377,8 +377,10 @@ class ProbeContext:
 
     def progress(self, iterable: Iterable, desc: str, total: int | None = None) -> Iterable:
         """Wrap a long loop in a progress bar (redrawn every ``LOG_INTERVAL`` s into a log file)."""
+        interval = progress_interval(sys.stderr)
+        # tqdm's monitor redraws a quiet bar every maxinterval (10 s): no sooner than interval
         return tqdm(iterable, desc=desc, total=total, disable=self.quiet, leave=False,
-                    mininterval=progress_interval(sys.stderr))
+                    mininterval=interval, maxinterval=max(interval, 10.0))
 
     def steps(self, total: int, desc: str) -> StepProgress:
         """A ``progress(...)`` callback for the cores that advances a bar by one per call."""
@@ -390,10 +392,12 @@ class ProbeContext:
 LOG_INTERVAL = 30.0
 
 
-def progress_interval(stream: Any) -> float:
+def progress_interval(stream: Any, tqdm: type = tqdm) -> float:
     """Seconds between progress-bar redraws on ``stream``: tqdm's 0.1 on a terminal (and in a
     notebook, whose widget redraws in place), ``LOG_INTERVAL`` into a file or pipe."""
-    if "notebook" in tqdm.__module__ or getattr(stream, "isatty", lambda: False)():
+    # tqdm.auto's class derives from tqdm.notebook's in Jupyter (whose stderr is no terminal)
+    notebook = any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__)
+    if notebook or getattr(stream, "isatty", lambda: False)():
         return 0.1
     return LOG_INTERVAL
 

@@ -157,7 +157,7 @@ INFO = ProbeInfo(
         "lambda_min_n": Scalar("subsets whose lambda_min was certified"),
         "abs_min_over_max": Scalar("|lambda_min| / lambda_max: how indefinite the Hessian is"),
         "lambda_max_over_min": Scalar("lambda_max / lambda_min, only when lambda_min > tol * lambda_max (positive definite)",
-                                      null="not positive definite"),
+                                      null="indefinite or uncertified"),
         "trace": Scalar("deflated Hutchinson estimate of tr(H), mean over the subsets", "loss"),
         "trace_se": Scalar("standard error of the trace: subset-to-subset and probe noise", "loss"),
         "trace_stderr": Scalar("probe noise of the mean trace alone (standard error)", "loss"),

@@ -12,9 +12,11 @@ from matplotlib.figure import Figure
 from losslands.report.load import Job, canonical_pair, probe_records, trainings
 
 COLORS = {"sgd": "tab:blue", "momentum": "tab:orange", "adamw": "tab:green", "adam": "tab:red"}
-# Pairs of two optimizers get colours of their own (a pair named by its first optimizer would
-# share a colour with every other pair that starts with it); a cross-seed pair keeps its optimizer's.
-PAIR_COLORS = ["tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
+# Pairs of two optimizers get colours of their own, the same in every figure and sweep (a pair
+# named by its first optimizer would share a colour with every pair that starts with it); a
+# cross-seed pair keeps its optimizer's.
+PAIR_COLORS = {"sgd-momentum": "tab:purple", "sgd-adamw": "tab:brown", "momentum-adamw": "tab:pink",
+               "sgd-adam": "tab:olive", "momentum-adam": "tab:cyan", "adamw-adam": "darkred"}
 # The fields of a path record along its position (mapped to 1 - t when the path is flipped) and
 # the values sampled on them (reversed with it).
 _PATH_POSITIONS = ("alphas", "t", "dense_t", "linear_t", "pivot_t")
@@ -128,7 +130,9 @@ def _by(records: list[dict], key) -> dict[str, list[dict]]:
 
 
 def _flipped(result: dict) -> dict:
-    """A path record seen from its other end: positions ``t -> 1 - t``, samples reversed."""
+    """The curves of a path record drawn from its other end: the fields in ``_PATH_POSITIONS``
+    map ``t -> 1 - t`` and those in ``_PATH_VALUES`` are reversed; nothing else changes (the
+    scalars, e.g. ``loss_a``, still describe the run's own direction)."""
     out = dict(result)
     for key in _PATH_POSITIONS:
         if key in out:
@@ -150,9 +154,9 @@ def _by_pair(records: list[dict]) -> dict[str, list[dict]]:
 
 
 def _pair_colors(pairs) -> dict[str, str]:
-    """A colour per pair: a cross-seed pair (``sgd-sgd``) its optimizer's, the others their own."""
-    mixed = [p for p in pairs if len(set(p.split("-"))) != 1]
-    return {p: (PAIR_COLORS[mixed.index(p) % len(PAIR_COLORS)] if p in mixed else _color(p.split("-")[0]))
+    """A colour per pair: a cross-seed pair (``sgd-sgd``) its optimizer's, the others their own
+    (pairs of optimizers outside ``PAIR_COLORS`` share grey)."""
+    return {p: (_color(p.split("-")[0]) if len(set(p.split("-"))) == 1 else PAIR_COLORS.get(p, "tab:gray"))
             for p in pairs}
 
 
@@ -164,8 +168,13 @@ def interpolation_curves(jobs: list[Job]) -> Figure | None:
     colors = _pair_colors(by_pair)
     for pair, results in by_pair.items():
         alphas = results[0]["alphas"]
-        _band(axes[0], alphas, [r["train_loss"] for r in results], f"{pair} train", colors[pair])
-        _band(axes[1], alphas, [r["test_acc"] for r in results], f"{pair} test", colors[pair])
+
+        def on_grid(r, key, alphas=alphas):
+            # a record run the other way on a grid not symmetric about 1/2 lies on other alphas
+            return r[key] if r["alphas"] == alphas else list(np.interp(alphas, r["alphas"], r[key]))
+
+        _band(axes[0], alphas, [on_grid(r, "train_loss") for r in results], f"{pair} train", colors[pair])
+        _band(axes[1], alphas, [on_grid(r, "test_acc") for r in results], f"{pair} test", colors[pair])
     for ax in axes:
         ax.axvline(0, color="k", lw=0.5)
         ax.axvline(1, color="k", lw=0.5)

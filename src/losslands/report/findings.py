@@ -24,7 +24,9 @@ that a verdict means the same in every report:
 - **Sizeable fraction** (intrinsic dimension): at least :data:`SIZEABLE_FRACTION` of the
   parameters, beyond 2 standard errors. A model's d_int90 is itself a mean over projection seeds,
   so the standard error is the larger of the one across trained models and the one across every
-  (model, projection seed) search that reached the target.
+  (model, projection seed) search that reached the target. A model whose search never reached
+  the target counts at the largest d tried (its d_int90 lies above): such a lower bound can
+  support the claim by the same rule but not contradict it.
 
 Claims are those of earlier analyses of the reference setup (the study issue lists them).
 """
@@ -414,35 +416,46 @@ def _projection_dims(jobs: list[Job], optimizer: str) -> list[float]:
     return out
 
 
-def _censored(jobs: list[Job]) -> dict[str, list[float]]:
-    """``{optimizer: [largest d tried]}`` of the models none of whose projection seeds reached
-    the target: their d_int90 exceeds that d (for the probe's budget), a lower bound."""
-    out: dict[str, list[float]] = defaultdict(list)
+def _intrinsic_models(jobs: list[Job]) -> dict[str, dict[int, tuple[float, bool, float]]]:
+    """``{optimizer: {seed: (d, bound, reached_90)}}``: a model's d_int90, or, where none of its
+    projection seeds reached the target, the largest d tried with ``bound`` True (its d_int90
+    lies above it, for the probe's budget). Of several records of one model, one that reached
+    the target wins, then the higher bound."""
+    out: dict[str, dict[int, tuple[float, bool, float]]] = defaultdict(dict)
     for rec in probe_records(jobs, "intrinsic_dim"):
         sc = rec.get("scalars") or {}
         d, d_max = scalar_value(sc, "d_int90"), scalar_value(sc, "d_max")
-        if d is not None and math.isnan(d) and d_max is not None and math.isfinite(d_max):
-            out[rec.get("optimizer", "?")].append(d_max)
+        reached = scalar_value(sc, "reached_90")
+        reached = math.nan if reached is None else reached
+        if d is not None and math.isfinite(d):
+            entry = (d, False, reached)
+        elif d is not None and math.isnan(d) and d_max is not None and math.isfinite(d_max):
+            entry = (d_max, True, reached)
+        else:
+            continue  # no value and no bound (e.g. a record without d_max)
+        opt, seed = rec.get("optimizer", "?"), int(rec.get("seed", 0))
+        old = out[opt].get(seed)
+        if old is None or (old[1] and (not entry[1] or entry[0] > old[0])) or (not old[1] and not entry[1]):
+            out[opt][seed] = entry
     return dict(out)
 
 
 def claim_intrinsic(jobs: list[Job]) -> tuple[str, str, list[str]]:
     # A model none of whose projection seeds reached the target has no d_int90, only the lower
-    # bound "above the largest d tried": it can support "sizeable" (counted at its bound, which
-    # understates it) but never contradict it, and neither can a model whose d_int90 averages
-    # only the seeds that reached (the others lie higher).
-    dims = {o: {s: v for s, v in by_seed.items() if math.isfinite(v)}
-            for o, by_seed in _per_seed(jobs, "intrinsic_dim", "d_int90").items()}
-    censored = _censored(jobs)
-    reached = _per_seed(jobs, "intrinsic_dim", "reached_90")
-    if not any(dims.values()) and not censored:
+    # bound "above the largest d tried". Counted at its bound, the mean and its 2-s.e. margin
+    # understate the truth: they can support "sizeable" but never contradict it, and neither can
+    # a model whose d_int90 averages only the seeds that reached (the others lie higher).
+    models = _intrinsic_models(jobs)
+    if not models:
         return "no data", "", ["probe=intrinsic_dim"]
     n_params = next((int(s["n_params"]) for s in trainings(jobs) if s.get("n_params")), None)
     verdicts: list[tuple[str, list[str]]] = []  # (verdict, what would settle it) per optimizer
     parts = []
-    for opt in sorted(set(dims) | set(censored), key=_rank):
-        values, bounds = list(dims.get(opt, {}).values()), censored.get(opt, [])
-        every_seed = all(r == 1 for r in reached.get(opt, {}).values())
+    for opt in sorted(models, key=_rank):
+        entries = list(models[opt].values())
+        values = [d for d, bound, _ in entries if not bound]
+        bounds = [d for d, bound, _ in entries if bound]
+        every_seed = all(r == 1 for *_, r in entries)
         m, se, n = _stats(values + bounds)
         # two models can share a d_int90 (the search's grid) while their projection seeds differ
         _, se_projection, n_projection = _stats(_projection_dims(jobs, opt))
@@ -454,46 +467,38 @@ def claim_intrinsic(jobs: list[Job]) -> tuple[str, str, list[str]]:
         line = SIZEABLE_FRACTION * n_params if n_params else math.nan
         note = _marginal(m - line, se, n) if far and math.isfinite(line) else ""
         more = [f"{_MORE_SEEDS}{opt} d_int90 vs {line:,.0f} is {note}"] if note else []
+        below = not far or m + margin < line
         if n_params is None:
             verdicts.append(("not resolved", ["the parameter count (train_summary.json n_params)"]))
         elif far and m - margin >= line:
             verdicts.append(("supported", more))
-        elif bounds and not values and min(bounds) >= line:
-            # every model missed the target at d >= the line: each d_int90 lies above it
-            verdicts.append(("supported", []))
-        elif (not far or m + margin < line) and not bounds and every_seed:
+        elif below and not bounds and every_seed:
             verdicts.append(("contradicted", more if far else []))
-        elif bounds or (not far or m + margin < line):
-            # below the line, but some searches missed the target: their d_int90 lie higher
+        elif below or (bounds and not values):
+            # (toward) the line, but some searches missed the target: their d_int90 lie higher
             verdicts.append(("not resolved", [f"{opt}: every projection seed reaching the target "
                                               "(a larger probe.d_max or probe.epochs)"]))
         else:
             verdicts.append(("not resolved", [f"{opt}: more projection seeds or trained seeds"]))
-        text = []
-        if values:
-            frac = f", {_share(values, n_params)}" if n_params else ""
-            used = f", s.e. {se:,.0f} over {n} {over}" if math.isfinite(se) and not bounds else ""
-            text.append(f"{opt} d_int90 {_cell(values)}{frac}{used}")
+        frac = f", {m / n_params:.2%} of {n_params:,} parameters" if n_params else ""
+        used = f", s.e. {se:,.0f} over {n} {over}" if math.isfinite(se) else ""
         if bounds:
-            text.append(f"{'' if values else opt + ' '}d_int90 above the largest d tried "
-                        f"({', '.join(f'{b:,.0f}' for b in sorted(bounds))}) in {len(bounds)} of "
-                        f"{len(values) + len(bounds)} models: the target was not reached")
-        parts.append("; ".join(text) + f" (fraction of projection seeds reaching the target: "
-                     f"{_cell(list(reached.get(opt, {}).values()))})")
+            missed = (f"{len(bounds)} of {len(entries)} models missed the target (above "
+                      f"{', '.join(f'{b:,.0f}' for b in sorted(bounds))}, the largest d tried)")
+            text = f"{opt} d_int90 {_cell(values + bounds)} counting those at that d{frac}{used}"
+            text = f"{opt}: {missed}; " + text[len(opt) + 1:]
+        else:
+            text = f"{opt} d_int90 {_cell(values)}{frac}{used}"
+        parts.append(text + f" (fraction of projection seeds reaching the target: "
+                     f"{_cell([r for *_, r in entries])})")
     # a claim about the setup: one optimizer's models cannot settle it for the others
-    missing = [o for o in sorted({j.optimizer for j in jobs}, key=_rank) if o not in dims and o not in censored]
+    missing = [o for o in sorted({j.optimizer for j in jobs}, key=_rank) if o not in models]
     if missing:
         verdicts.append(("not resolved", [f"probe=intrinsic_dim for {', '.join(missing)}"]))
     verdict, settle = _merge(*verdicts)
     return (verdict, "; ".join(parts) + f" (sizeable: >= {SIZEABLE_FRACTION:.0%} of the "
             "parameters beyond 2 s.e., the larger of the one over models and the one over every "
-            "projection seed's search, a model that missed the target counted at its largest d; "
-            "far from 15: every seed > 150)", settle)
-
-
-def _share(values: Sequence[float], n_params: int) -> str:
-    """``12.00% of 100,000 parameters``: the mean of ``values`` as a share of the parameters."""
-    return f"{sum(values) / len(values) / n_params:.2%} of {n_params:,} parameters"
+            "projection seed's search; far from 15: every seed > 150)", settle)
 
 
 CLAIMS: list[tuple[str, Callable[[list[Job]], tuple[str, str, list[str]]]]] = [

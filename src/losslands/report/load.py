@@ -18,12 +18,14 @@ OPTIMIZER_ORDER = ["sgd", "momentum", "adamw", "adam"]
 
 def canonical_pair(label: str) -> tuple[str, bool]:
     """``(name, reversed)`` of a pair label such as ``adamw-sgd``: the name in the report's
-    optimizer order (``sgd-adamw``), and whether the path was run in the other direction (its
-    first end is the name's second optimizer). Labels of unknown optimizers stay as they are."""
+    optimizer order (``sgd-adamw``; optimizers it does not list follow, alphabetically), and
+    whether the path was run in the other direction (its first end is the name's second
+    optimizer). A label that is not two names joined by ``-`` stays as it is."""
     parts = label.split("-")
-    if len(parts) != 2 or not all(p in OPTIMIZER_ORDER for p in parts):
+    if len(parts) != 2:
         return label, False
-    ordered = sorted(parts, key=OPTIMIZER_ORDER.index)
+    rank = {o: i for i, o in enumerate(OPTIMIZER_ORDER)}
+    ordered = sorted(parts, key=lambda o: (rank.get(o, len(rank)), o))
     return "-".join(ordered), ordered != parts
 
 

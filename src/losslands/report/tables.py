@@ -23,10 +23,10 @@ def num(x: float, digits: int) -> str:
     """``x`` to ``digits`` significant digits, as ``%g`` where that has a decimal point and as a
     whole number with thousands separators where ``%g`` would switch to an exponent
     (``34,740 ± 110``, not ``3.474e+04 ± 1.1e+02``), up to 1e15."""
-    if not math.isfinite(x) or x == 0 or abs(x) >= 1e15:
+    if not math.isfinite(x) or x == 0:
         return f"{x:.{digits}g}"
-    exponent = math.floor(math.log10(abs(x)))
-    if exponent < digits - 1:
+    exponent = int(f"{x:.{digits - 1}e}".split("e")[1])  # after rounding: 999.96 -> 1.000e+03
+    if not digits - 1 <= exponent < 15:
         return f"{x:.{digits}g}"
     return f"{round(x, digits - 1 - exponent):,.0f}"
 

@@ -44,6 +44,11 @@ def probe_sections() -> list[tuple[str, str, list[str], list[str]]]:
     ]
 
 
+def probe_nulls(probe: str) -> dict[str, str]:
+    """``{scalar: what its null value means}`` of a probe, for :func:`markdown_table`."""
+    return {k: v.null for k, v in load_probe(probe).INFO.scalars.items()}
+
+
 def path_probes() -> list[tuple[str, str]]:
     """``(label, probe)`` of the pairwise probes, whose ``barrier`` forms the paths table."""
     infos = [(name, load_probe(name).INFO) for name in available_probes()]
@@ -237,9 +242,8 @@ def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str 
         groups = group_scalars(recs)
         extra = sorted({k for g in groups.values() for k in g if prefixes and k.startswith(tuple(prefixes))}, key=_natural)
         tables[probe] = groups
-        nulls = {k: v.null for k, v in load_probe(probe).INFO.scalars.items()}
         md += [f"## {title} (`probe={probe}`)\n",
-               markdown_table(groups, [*metrics, *extra], order=OPTIMIZER_ORDER, nulls=nulls)]
+               markdown_table(groups, [*metrics, *extra], order=OPTIMIZER_ORDER, nulls=probe_nulls(probe))]
     text, tables["paths"] = paths_table(jobs)
     if tables["paths"]:
         md += ["## Paths between solutions (barriers per optimizer pair)\n", text]
