@@ -411,3 +411,16 @@ def test_a_pair_is_named_in_the_report_order_whichever_job_ran_it():
     assert _pair({"optimizer": "momentum", "result": {"other": "momentum"}}) == "momentum-momentum"
     assert _pair({"optimizer": "lion", "result": {"other": "sgd"}}) == "sgd-lion"  # unknown: after the known
     assert _pair({"optimizer": "sgd", "result": {}}) == ""
+
+
+def test_log_axes_label_ticks_as_plain_numbers():
+    """A narrow log axis labels minor ticks: 0.9, not 9e-01 or 9×10⁻¹."""
+    from losslands.report import figures
+
+    fig, axes = figures._panels(1)
+    axes[0].plot([0, 1], [0.8, 1.2])
+    axes[0].set_yscale("log")
+    figures._done(fig, axes)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in axes[0].get_yticklabels(minor=True) + axes[0].get_yticklabels()]
+    assert "0.9" in labels and not any("e" in t or "times" in t for t in labels)

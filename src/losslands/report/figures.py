@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
 
 from losslands.report.load import Job, canonical_pair, probe_records, trainings
 
@@ -34,11 +35,22 @@ def _panels(n: int, width: float = 5.5, height: float = 4.0) -> tuple[Figure, np
     return fig, np.atleast_1d(fig.subplots(1, n))
 
 
+class _PlainLog(LogFormatter):
+    """Labels the ticks matplotlib's log formatter labels, as plain numbers (0.9, not 9e-01)."""
+
+    def __call__(self, x, pos=None):
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
 def _done(fig: Figure, axes) -> Figure:
-    """Legends on every axis that has labelled artists, then a tight layout."""
+    """Legends on every axis that has labelled artists, plain numbers on log axes (1.2, not
+    1.2×10⁰, where a narrow range labels minor ticks), then a tight layout."""
     for ax in np.atleast_1d(axes):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
+        if ax.get_yscale() == "log":
+            ax.yaxis.set_major_formatter(_PlainLog())
+            ax.yaxis.set_minor_formatter(_PlainLog(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     fig.tight_layout()
     return fig
 

@@ -287,11 +287,13 @@ class FastfoodProjection(Projection):
         self.n, self.blocks = n, blocks
         self.signs, self.perm, self.gauss = signs, perm, gauss
         self.inv_perm = torch.argsort(perm, dim=1)
-        sq_norms = self._column_sq_norms()
-        self.col_scale = sq_norms.rsqrt()
+        # drawn on the CPU (the same numbers on every device), normalised where it will run: the
+        # column norms are the construction's one O(d n log n) step, minutes on a CPU at d ~ 1e5
+        self.perm, self.inv_perm = self.perm.to(self.device), self.inv_perm.to(self.device)
+        self.gauss = self.gauss.to(self.device)
+        self.col_scale = self._column_sq_norms().rsqrt()
         for name in ("signs", "gauss", "col_scale"):
             setattr(self, name, getattr(self, name).to(device=self.device, dtype=self.dtype))
-        self.perm, self.inv_perm = self.perm.to(self.device), self.inv_perm.to(self.device)
 
     def _column_sq_norms(self) -> Tensor:
         """Squared norms of the unscaled columns (returned in float64)."""
@@ -304,16 +306,16 @@ class FastfoodProjection(Projection):
         # O(min(d, kept) * n log n) step.
         work = torch.float64 if self.dtype == torch.float64 else torch.float32
         perm, inv_perm, gauss = self.perm[-1], self.inv_perm[-1], self.gauss[-1].to(work)
-        partial = torch.zeros(self.d, dtype=work)
+        partial = torch.zeros(self.d, dtype=work, device=gauss.device)
         chunk = max(1, 2**20 // n)
         if self.d <= kept:  # column j of the cut block: rows < kept of H G Pi h_j
             for i in range(0, self.d, chunk):
-                h = _hadamard_rows(i, min(i + chunk, self.d), n, work)
+                h = _hadamard_rows(i, min(i + chunk, self.d), n, work, gauss.device)
                 y = fwht(h[:, perm] * gauss)[:, :kept]
                 partial[i : i + y.shape[0]] = y.square().sum(1)
         else:  # row r of the cut block: H Pi^T G h_r, squared and summed over r
             for i in range(0, kept, chunk):
-                h = _hadamard_rows(i, min(i + chunk, kept), n, work)
+                h = _hadamard_rows(i, min(i + chunk, kept), n, work, gauss.device)
                 partial += fwht((h * gauss)[:, inv_perm])[:, : self.d].square().sum(0)
         return full + partial.double()
 
@@ -338,12 +340,12 @@ class FastfoodProjection(Projection):
         return y.T if v.dim() == 2 else y
 
 
-def _hadamard_rows(start: int, stop: int, n: int, dtype: torch.dtype) -> Tensor:
+def _hadamard_rows(start: int, stop: int, n: int, dtype: torch.dtype, device=None) -> Tensor:
     """Rows ``start..stop-1`` of the Sylvester Hadamard matrix of order ``n``.
 
     ``H[r, k] = (-1)^popcount(r & k)``; the parity is folded with xor shifts.
     """
-    bits = torch.arange(start, stop).unsqueeze(1) & torch.arange(n)
+    bits = torch.arange(start, stop, device=device).unsqueeze(1) & torch.arange(n, device=device)
     for shift in (16, 8, 4, 2, 1):
         bits ^= bits >> shift
     return (1 - 2 * (bits & 1)).to(dtype)
