@@ -177,3 +177,16 @@ def test_wrong_input_shape():
     P = make_projection("fastfood", 20, 4)
     with pytest.raises(ValueError, match=r"\(4,\)"):
         P(torch.zeros(5))
+
+
+@pytest.mark.parametrize(("rows", "chunk"), [(37, 8), (64, 64), (5, 1), (16, 4)])
+def test_hadamard_row_chunks_are_the_hadamard_rows(rows, chunk):
+    from losslands.subspace.projections import _hadamard_row_chunks
+
+    n = 64
+    H = torch.tensor(scipy.linalg.hadamard(n), dtype=F64)
+    got = list(_hadamard_row_chunks(rows, chunk, n, F64))
+    assert [start for start, _ in got] == list(range(0, rows, chunk))
+    assert torch.equal(torch.cat([h for _, h in got]), H[:rows])
+    with pytest.raises(ValueError, match="power of two"):
+        next(_hadamard_row_chunks(rows, 6, n, F64))

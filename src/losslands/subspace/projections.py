@@ -307,15 +307,13 @@ class FastfoodProjection(Projection):
         work = torch.float64 if self.dtype == torch.float64 else torch.float32
         perm, inv_perm, gauss = self.perm[-1], self.inv_perm[-1], self.gauss[-1].to(work)
         partial = torch.zeros(self.d, dtype=work, device=gauss.device)
-        chunk = max(1, 2**20 // n)
+        chunk = min(n, max(1, 2**20 // n))  # rows per transform batch (~4 MB of float32)
         if self.d <= kept:  # column j of the cut block: rows < kept of H G Pi h_j
-            for i in range(0, self.d, chunk):
-                h = _hadamard_rows(i, min(i + chunk, self.d), n, work, gauss.device)
+            for i, h in _hadamard_row_chunks(self.d, chunk, n, work, gauss.device):
                 y = fwht(h[:, perm] * gauss)[:, :kept]
                 partial[i : i + y.shape[0]] = y.square().sum(1)
         else:  # row r of the cut block: H Pi^T G h_r, squared and summed over r
-            for i in range(0, kept, chunk):
-                h = _hadamard_rows(i, min(i + chunk, kept), n, work, gauss.device)
+            for _, h in _hadamard_row_chunks(kept, chunk, n, work, gauss.device):
                 partial += fwht((h * gauss)[:, inv_perm])[:, : self.d].square().sum(0)
         return full + partial.double()
 
@@ -349,6 +347,22 @@ def _hadamard_rows(start: int, stop: int, n: int, dtype: torch.dtype, device=Non
     for shift in (16, 8, 4, 2, 1):
         bits ^= bits >> shift
     return (1 - 2 * (bits & 1)).to(dtype)
+
+
+def _hadamard_row_chunks(rows: int, chunk: int, n: int, dtype: torch.dtype, device=None):
+    """``(start, H[start:start + chunk])`` for the first ``rows`` rows of the Hadamard matrix of
+    order ``n``, ``chunk`` (a power of two) rows at a time.
+
+    The bits of ``start`` (a multiple of ``chunk``) and of ``t < chunk`` do not overlap, so
+    ``H[start + t, k] = H[start, k] * H[t, k mod chunk]``: one row's parities per chunk and a
+    product with a fixed tile, instead of every row's (the same exact +-1 values).
+    """
+    if chunk & (chunk - 1) or chunk < 1 or chunk > n:
+        raise ValueError(f"chunk must be a power of two in 1..{n}, got {chunk}")
+    tile = _hadamard_rows(0, chunk, n, dtype, device)  # H[t, k mod chunk] = H[t, k] for t < chunk
+    for start in range(0, rows, chunk):
+        stop = min(start + chunk, rows)
+        yield start, _hadamard_rows(start, start + 1, n, dtype, device) * tile[: stop - start]
 
 
 def _blocks_forward(x: Tensor, signs: Tensor, perm: Tensor, gauss: Tensor) -> Tensor:
