@@ -373,12 +373,29 @@ def test_coverage_says_which_seeds_each_probe_lacks(tmp_path):
         write_json(job / "probes" / "interpolation.json", {
             "probe": "interpolation", "status": "completed", "optimizer": "sgd", "seed": 0,
             "probe_key": f"i{other}", "scalars": {"barrier": 0.1}, "result": {"other": other}, "seconds": 1.0})
-    rows = {line.split(" | ")[0].strip("| "): line for line in coverage_table(load_sweep(tmp_path)).splitlines()}
+    rows = {line.split(" | ")[0].strip("| "): line for line in coverage_table(load_sweep(tmp_path)).splitlines()
+            if line.startswith("|")}
     assert rows[""] == "| | sgd | adamw |"
     assert rows["training"] == "| training | 2/2 | 2/2 |" and rows["eval"] == "| eval | 2/2 | 2/2 |"
     assert rows["lanczos"] == "| lanczos | 1/2 (no seed 1) | 2/2 |"
     assert rows["interpolation"] == "| interpolation | 1/2 (no seed 1) | 0/2 (no seed 0, 1) |"
     assert rows["interpolation (cross-seed)"] == "| interpolation (cross-seed) | 1/2 (no seed 1) | 0/2 (no seed 0, 1) |"
+    # the missing cells at the mean wall time of the finished jobs of their row (1 s each here)
+    finish = [line for line in coverage_table(load_sweep(tmp_path)).splitlines() if line.startswith("To finish")]
+    assert finish == ["To finish: 7 jobs, about 0 min on these machines at the mean wall time of the finished "
+                      "jobs of each row (interpolation 3 x 0.0 min; interpolation (cross-seed) 3 x 0.0 min; "
+                      "lanczos 1 x 0.0 min)."]
+
+
+def test_to_finish_prices_missing_jobs_by_their_rows_mean():
+    from losslands.report.write import _to_finish
+
+    text = _to_finish({"intrinsic_dim": 6, "curve": 2, "new": 1},
+                      {"intrinsic_dim": [1800.0, 2400.0], "curve": [60.0]})
+    assert text == ("\nTo finish: 9 jobs, about 3.5 h plus the jobs of unknown cost on these machines at the "
+                    "mean wall time of the finished jobs of each row (intrinsic_dim 6 x 35.0 min; curve 2 x "
+                    "1.0 min; new 1 x unknown).\n")
+    assert _to_finish({}, {}) == ""
 
 
 def test_a_pairwise_probes_second_model_is_checked_against_its_own_jobs(tmp_path):

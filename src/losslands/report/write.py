@@ -125,22 +125,44 @@ def coverage_table(jobs: list[Job]) -> str:
     optimizer (the cross-seed baseline) get their own rows."""
     seeds, opts = _seeds_and_optimizers(jobs)
     have: dict[str, dict[str, set[int]]] = {"training": defaultdict(set)}
+    seconds: dict[str, list[float]] = defaultdict(list)  # wall time of each finished job, per row
     for s in trainings(jobs):
         if s.get("status", "completed") == "completed":
             have["training"][s["config"]["optimizer"]["name"]].add(int(s["config"].get("seed", 0)))
+            if isinstance(s.get("train_seconds"), int | float):
+                seconds["training"].append(float(s["train_seconds"]))
     for probe in available_probes():
         for rec in probe_records(jobs, probe):
             row = f"{probe} (cross-seed)" if is_cross_seed(rec) else probe
             have.setdefault(row, defaultdict(set))[rec.get("optimizer", "?")].add(int(rec.get("seed", 0)))
+            if isinstance(rec.get("seconds"), int | float):
+                seconds[row].append(float(rec["seconds"]))
     lines = ["| | " + " | ".join(opts) + " |", "|---|" + "---|" * len(opts)]
+    to_run: dict[str, int] = {}
     for row, by_opt in have.items():
         cells = []
         for o in opts:
             missing = [str(s) for s in seeds if s not in by_opt.get(o, set())]
             cell = f"{len(seeds) - len(missing)}/{len(seeds)}"
             cells.append(cell + (f" (no seed {', '.join(missing)})" if missing else ""))
+            if missing:
+                to_run[row] = to_run.get(row, 0) + len(missing)
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + _to_finish(to_run, seconds)
+
+
+def _to_finish(to_run: dict[str, int], seconds: dict[str, list[float]]) -> str:
+    """What the missing cells would cost at this sweep's mean wall time per finished job."""
+    if not to_run:
+        return ""
+    known = {row: n * sum(seconds[row]) / len(seconds[row]) for row, n in to_run.items() if seconds.get(row)}
+    parts = [f"{row} {n} x {sum(seconds[row]) / len(seconds[row]) / 60:.1f} min" if row in known
+             else f"{row} {n} x unknown" for row, n in to_run.items()]
+    total = sum(known.values())
+    when = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.0f} min"
+    unknown = " plus the jobs of unknown cost" if len(known) < len(to_run) else ""
+    return (f"\nTo finish: {sum(to_run.values())} jobs, about {when}{unknown} on these machines at "
+            f"the mean wall time of the finished jobs of each row ({'; '.join(parts)}).\n")
 
 
 def cost_table(jobs: list[Job]) -> str:
