@@ -4,7 +4,10 @@ Li, Farkhoor, Liu & Yosinski (2018), "Measuring the Intrinsic Dimension of Objec
 Landscapes": train only ``z`` in ``theta = theta0 + P z``, ``P`` a fixed random ``D x d``
 projection with unit-norm columns and ``theta0`` the job's own seeded initialisation; ``d_int90``
 is the smallest ``d`` whose test accuracy reaches 90% of the full-space model's (this job's
-trained checkpoint).
+trained checkpoint). The trained weights set only that target: with ``optimizer: adam`` the
+subspace trainings of every optimizer's model at one seed are the same runs (the study's
+Momentum and AdamW seed-0 pieces have identical accuracies), so d_int90 compares the optimizers'
+accuracies through one landscape, not their solutions.
 
 Affordable at honest budgets:
 
@@ -141,7 +144,11 @@ INFO = ProbeInfo(
         "of the full-space model's, found by a geometric bracket and bisection in log d to "
         "probe.resolution, with early stopping once the full test split confirms the target "
         "(or the held-out accuracy plateaus below it); mean ± std over projection seeds that "
-        "reached it; reached_90 = the fraction that did (else d_int90 > d_max)."
+        "reached it; reached_90 = the fraction that did (else d_int90 > d_max). The subspace "
+        "trainings never see the trained weights: at one seed every optimizer's model has the "
+        "same initialisation, data order and subspace optimizer, so its trainings are the same "
+        "runs (identical accuracies) and only the target differs; differences in d_int90 between "
+        "optimizers reflect their accuracies, not their solutions."
     ),
 )
 
