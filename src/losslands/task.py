@@ -22,7 +22,7 @@ from losslands.io import read_json, write_json
 from losslands.loggers import JobLoggers
 from losslands.probes.base import PieceStore, ProbeConfig, ProbeContext, make_config
 from losslands.probes.runner import run_probe
-from losslands.training.cache import TrainingCache, training_config, training_hash
+from losslands.training.cache import TrainingCache, init_hash, training_config, training_hash
 from losslands.training.fit import (
     build_datamodule,
     build_model,
@@ -85,8 +85,11 @@ def probe_context(cfg: DictConfig, model: torch.nn.Module, datamodule: Any, devi
         make_optimizer=build_optimizer(cfg),
         load_other=load_other,
         train_key=train_key,
+        init_key=init_hash(cfg),
         train_summary=summary,
-        store=PieceStore(Path(cfg.dirs.cache) / train_key / "pieces") if train_key else None,
+        # one store for every training: a piece that does not depend on the trained weights
+        # (intrinsic_dim's subspace trainings) serves every optimizer's job at a seed
+        store=PieceStore(Path(cfg.dirs.cache) / "pieces") if train_key else None,
         others=others,
     )
 

@@ -210,3 +210,59 @@ def test_a_later_projection_seed_starts_from_the_previous_bracket(tmp_path):
     cfg.probe.warm_start = False
     cold = intrinsic_dim.run(ctx, probe_config(cfg))["per_seed"][1]
     assert cold["hint"] is None and cold["tried"][0][0] == 2
+
+
+def _stored(stop_reason, checks, target=0.6, steps=40):
+    return {"d": 8, "seed": 0, "test_acc": 0.61, "test_loss": 1.0, "train_loss": 1.1, "steps": steps,
+            "budget": 50, "stop_reason": stop_reason, "checks": checks, "target": target}
+
+
+def test_replay_gives_another_targets_run_only_where_the_stored_training_determines_it():
+    replay = intrinsic_dim.replay
+    # stopped at target 0.6 at its last check (held-out 0.62, full 0.61)
+    hit = _stored("target", [[10, 0.5], [20, 0.55], [40, 0.62, 0.61]])
+    same = replay(hit, 0.6)
+    assert same == {k: v for k, v in hit.items() if k != "target"}  # its own target: itself
+    lower = replay(hit, 0.58)  # no earlier check passed 0.58: the same stop
+    assert lower["stop_reason"] == "target" and lower["checks"] == [[10, 0.5], [20, 0.55], [40, 0.62, 0.61]]
+    assert replay(hit, 0.52) is None  # check 20 passed 0.52, where the full split was not evaluated
+    assert replay(hit, 0.615) is None  # full 0.61 < 0.615 at the stop: that run goes on
+    # ended by its budget without reaching 0.6: every higher target ends the same way
+    miss = _stored("budget", [[10, 0.5], [20, 0.61, 0.59], [40, 0.58]], steps=50)
+    high = replay(miss, 0.605)
+    assert high["stop_reason"] == "budget" and high["steps"] == 50
+    assert high["checks"] == [[10, 0.5], [20, 0.61, 0.59], [40, 0.58]]
+    assert replay(miss, 0.62)["checks"] == [[10, 0.5], [20, 0.61], [40, 0.58]]
+    assert replay(miss, 0.59) is None  # reached at check 20, whose metrics were not kept
+    assert replay(miss, 0.55) is None  # check 40 passed 0.55 without a full-split evaluation
+    # a plateau stop keeps the metrics of its last check: a target reached exactly there is known
+    flat = _stored("plateau", [[10, 0.5], [20, 0.62, 0.61]], steps=20)
+    assert replay(flat, 0.605)["stop_reason"] == "target" and replay(flat, 0.605)["steps"] == 20
+    assert replay(flat, 0.7)["stop_reason"] == "plateau"
+
+
+def test_jobs_at_one_seed_share_subspace_trainings_with_exactly_their_own_results(tmp_path, monkeypatch):
+    """Two models from one initialisation (other optimizers): the second job reuses the first's
+    trainings where replay determines them, and its result equals a run on an empty store."""
+    from losslands.probes.base import PieceStore
+
+    a, cfg = _trained_ctx(tmp_path / "a")
+    b, _ = _trained_ctx(tmp_path / "b", "optimizer.lr=0.003")
+    assert a.init_key == b.init_key and a.train_key == b.train_key == ""
+    cfg.probe.projection, cfg.probe.seeds = "dense", [0]
+    cfg.probe.d_start, cfg.probe.growth, cfg.probe.resolution = 2, 4.0, 1.0
+    pcfg = probe_config(cfg)
+    real, calls = intrinsic_dim.train_in_subspace, []
+    monkeypatch.setattr(intrinsic_dim, "train_in_subspace",
+                        lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    b.store = PieceStore(tmp_path / "alone")
+    alone = intrinsic_dim.run(b, pcfg)
+    trained_alone = len(calls)
+    a.store = b.store = PieceStore(tmp_path / "shared")
+    first = intrinsic_dim.run(a, pcfg)
+    calls.clear()
+    shared = intrinsic_dim.run(b, pcfg)
+    assert first["target_acc"] != shared["target_acc"]
+    assert shared["runs"] == alone["runs"] and shared["per_seed"] == alone["per_seed"]
+    # here every training of the lower target is determined by the first job's (8 run alone)
+    assert len(calls) < trained_alone

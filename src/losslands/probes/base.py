@@ -222,12 +222,16 @@ class PieceStore:
         except ValueError:
             return None
 
+    def put(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key`` (replacing what was there)."""
+        write_json(self._path(key), value, strict=False)
+
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
         """The stored value of ``key``, else ``compute()``, stored."""
         value = self.get(key)
         if value is None:
             value = compute()
-            write_json(self._path(key), value, strict=False)
+            self.put(key, value)
         return value
 
 
@@ -255,6 +259,8 @@ class ProbeContext:
         load_other: ``overrides -> nn.Module``: another trained model, e.g.
             ``{"optimizer": "sgd"}`` for the second endpoint of a pairwise probe.
         train_key: the training cache key of ``model``.
+        init_key: the key of what ``make_model()`` and the training data depend on (model, data,
+            seed), shared by every optimizer's job at one seed; None when unknown.
         train_summary: the training summary (history, final metrics).
         quiet: hide progress bars.
         partial: finished pieces of the running probe (see :class:`PartialResults`).
@@ -283,6 +289,7 @@ class ProbeContext:
     make_optimizer: Callable[[Iterable[Tensor]], torch.optim.Optimizer] | None = None
     load_other: Callable[[Mapping[str, Any]], nn.Module] | None = None
     train_key: str = ""
+    init_key: str | None = None
     train_summary: Mapping[str, Any] = field(default_factory=dict)
     quiet: bool = False
     partial: PartialResults = field(default_factory=PartialResults)

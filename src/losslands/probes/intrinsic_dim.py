@@ -33,9 +33,11 @@ Affordable at honest budgets:
 - **Error bars**: at least two projection seeds (``seeds``); ``d_int90`` is the mean ± std over
   the seeds that reached the target, with their count.
 - **Reuse by what a piece depends on**: each finished ``(seed, d)`` training is stored under a
-  hash of the training key, projection, ``d``, seed, budget, subspace optimizer and stopping
-  rule (``ctx.store``, ``<cache>/<training key>/pieces`` in the CLI), so extending or refining
-  a search, or changing an unrelated option, reuses it.
+  hash of the initialisation and data (``ctx.init_key``: model, data, seed; not the trained
+  weights), projection, ``d``, seed, budget, subspace optimizer and stopping rule
+  (``ctx.store``, ``<cache>/pieces`` in the CLI), so extending or refining a search, changing
+  an unrelated option, or another optimizer's job at the same seed reuses it wherever its
+  record is determined for the new target (:func:`replay`).
 
 BatchNorm runs on batch statistics while training; its statistics are recomputed on training
 batches before each evaluation.
@@ -183,9 +185,11 @@ def intrinsic_dimension(
 
 
 def piece_key(ctx: ProbeContext, cfg: Config, d: int, seed: int, epochs: int, augment: bool) -> str:
-    """Hash of everything one ``(seed, d)`` training depends on (not the search settings)."""
+    """Hash of everything one ``(seed, d)`` training depends on: the initialisation and data
+    (``ctx.init_key``, not the trained weights), the subspace and the stopping rule; not the
+    target, which :func:`replay` handles, nor the search settings."""
     spec = {
-        "train": ctx.train_key, "projection": cfg.projection, "d": d, "seed": seed,
+        "pieces": 2, "init": ctx.init_key or ctx.train_key, "projection": cfg.projection, "d": d, "seed": seed,
         "epochs": epochs, "train_samples": cfg.train_samples, "augment": augment,
         "optimizer": cfg.optimizer, "lr": cfg.lr, "eval_every": cfg.eval_every,
         "eval_samples": cfg.eval_samples, "patience": cfg.patience, "min_delta": cfg.min_delta,
@@ -193,6 +197,36 @@ def piece_key(ctx: ProbeContext, cfg: Config, d: int, seed: int, epochs: int, au
         "data_seed": ctx.seed,
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def replay(stored: dict[str, Any], target: float) -> dict[str, Any] | None:
+    """The run record a training for ``target`` gives, read from a stored training of the same
+    piece for ``stored["target"]``; None where that training stopped before it could tell.
+
+    A training's checks do not depend on the target (only where it stops does), so another
+    target's run is the stored one wherever it is determined: the held-out accuracy of every
+    check is stored, the full split's where the held-out one passed the stored target. The new
+    run is known if (a) it needs the full split only where that was evaluated and (b) it stops
+    where the stored one did (its last check, whose metrics are the stored ones: a ``target`` or
+    ``plateau`` stop at that check), or ends by ``plateau`` or ``budget`` as the stored one did
+    without reaching ``target``. Exact, not approximate: Momentum's and AdamW's models at one
+    seed (targets a few tenths of a point apart) share most trainings this way.
+    """
+    checks: list[list[float]] = []
+    last = len(stored["checks"]) - 1
+    base = {k: stored[k] for k in ("d", "seed", "test_acc", "test_loss", "train_loss", "steps", "budget")}
+    for i, check in enumerate(stored["checks"]):
+        checks.append([check[0], check[1]])
+        if check[1] >= target:
+            if len(check) < 3:
+                return None  # the full split was not evaluated here
+            checks[-1].append(check[2])
+            if check[2] >= target:
+                at_stop = i == last and stored["stop_reason"] in ("target", "plateau")
+                return {**base, "stop_reason": "target", "checks": checks} if at_stop else None
+    if stored["stop_reason"] == "target":
+        return None  # the stored run stopped where this one goes on
+    return {**base, "stop_reason": stored["stop_reason"], "checks": checks}
 
 
 def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
@@ -265,10 +299,16 @@ def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
 
     def trained(d: int, seed: int) -> dict[str, Any]:
         key = piece_key(ctx, cfg, d, seed, epochs, augment)
-        compute = lambda: train_one(d, seed)  # noqa: E731
-        if ctx.store is not None:  # kept across probe configs
-            return ctx.store.cached(key, compute)
-        return ctx.partial.cached(key, compute)
+        # kept across probe configs and jobs (ctx.store), else across a killed job's restarts
+        store = ctx.store if ctx.store is not None else ctx.partial
+        entry = store.get(key) or {"trainings": []}
+        for stored in entry["trainings"]:
+            run = replay(stored, target)
+            if run is not None:
+                return run
+        run = train_one(d, seed)
+        store.put(key, {"trainings": [*entry["trainings"], {**run, "target": target}]})
+        return run
 
     per_seed, runs = [], []
     hint: tuple[int, int] | None = None

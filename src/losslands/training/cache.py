@@ -111,6 +111,13 @@ def _container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else (node or {})
 
 
+def init_hash(cfg: DictConfig | Mapping) -> str:
+    """A hash of what a job's initial weights and training data depend on (model, data, seed):
+    the same for every optimizer at one seed, unlike :func:`training_hash`."""
+    key = training_config(cfg)
+    return training_hash({"init": {k: key[k] for k in ("schema", "model", "data", "seed")}})
+
+
 def training_hash(train_cfg: Mapping[str, Any]) -> str:
     """A short, stable hash of a training config (sorted-key JSON, sha256)."""
     blob = json.dumps(train_cfg, sort_keys=True, separators=(",", ":"), default=str)
