@@ -266,3 +266,19 @@ def test_jobs_at_one_seed_share_subspace_trainings_with_exactly_their_own_result
     assert shared["runs"] == alone["runs"] and shared["per_seed"] == alone["per_seed"]
     # here every training of the lower target is determined by the first job's (8 run alone)
     assert len(calls) < trained_alone
+
+
+def test_piece_keys_share_across_optimizers_only_with_the_fixed_subspace_optimizer(tmp_path):
+    a, cfg = _trained_ctx(tmp_path / "a")
+    b, _ = _trained_ctx(tmp_path / "b", "optimizer=sgd")
+    a.train_key, b.train_key = "ka", "kb"
+    import dataclasses
+
+    key = lambda ctx, opt: intrinsic_dim.piece_key(  # noqa: E731
+        ctx, dataclasses.replace(probe_config(cfg), optimizer=opt), 8, 0, 2, False)
+    assert a.init_key == b.init_key and key(a, "adam") == key(b, "adam")
+    assert key(a, "job") != key(b, "job")  # each job's own optimizer trains its subspace
+    import torch
+
+    b.device = torch.device("meta")  # another device gives other bits
+    assert key(a, "adam") != key(b, "adam")

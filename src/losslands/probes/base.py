@@ -40,6 +40,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from filelock import FileLock
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -225,6 +226,11 @@ class PieceStore:
     def put(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key`` (replacing what was there)."""
         write_json(self._path(key), value, strict=False)
+
+    def lock(self, key: str) -> FileLock:
+        """An inter-process lock on ``key``: hold it from reading a value to storing its update."""
+        os.makedirs(self.root, exist_ok=True)
+        return FileLock(self._path(key) + ".lock")
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
         """The stored value of ``key``, else ``compute()``, stored."""

@@ -47,6 +47,7 @@ Over ~300 lines: the search, the stopping rule and the piece keys of one probe b
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -189,7 +190,10 @@ def piece_key(ctx: ProbeContext, cfg: Config, d: int, seed: int, epochs: int, au
     (``ctx.init_key``, not the trained weights), the subspace and the stopping rule; not the
     target, which :func:`replay` handles, nor the search settings."""
     spec = {
-        "pieces": 2, "init": ctx.init_key or ctx.train_key, "projection": cfg.projection, "d": d, "seed": seed,
+        # the job's own subspace optimizer (optimizer=job) differs between jobs at a seed
+        "pieces": 2, "init": ctx.init_key if cfg.optimizer == "adam" and ctx.init_key else ctx.train_key,
+        "device": ctx.device.type, "eval_batch": ctx.eval_batch_size,
+        "projection": cfg.projection, "d": d, "seed": seed,
         "epochs": epochs, "train_samples": cfg.train_samples, "augment": augment,
         "optimizer": cfg.optimizer, "lr": cfg.lr, "eval_every": cfg.eval_every,
         "eval_samples": cfg.eval_samples, "patience": cfg.patience, "min_delta": cfg.min_delta,
@@ -301,14 +305,16 @@ def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
         key = piece_key(ctx, cfg, d, seed, epochs, augment)
         # kept across probe configs and jobs (ctx.store), else across a killed job's restarts
         store = ctx.store if ctx.store is not None else ctx.partial
-        entry = store.get(key) or {"trainings": []}
-        for stored in entry["trainings"]:
-            run = replay(stored, target)
-            if run is not None:
-                return run
-        run = train_one(d, seed)
-        store.put(key, {"trainings": [*entry["trainings"], {**run, "target": target}]})
-        return run
+        # a parallel job at the same seed waits for this piece, then replays it
+        with store.lock(key) if ctx.store is not None else contextlib.nullcontext():
+            entry = store.get(key) or {"trainings": []}
+            for stored in entry["trainings"]:
+                run = replay(stored, target)
+                if run is not None:
+                    return run
+            run = train_one(d, seed)
+            store.put(key, {"trainings": [*entry["trainings"], {**run, "target": target}]})
+            return run
 
     per_seed, runs = [], []
     hint: tuple[int, int] | None = None
