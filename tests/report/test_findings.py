@@ -281,6 +281,8 @@ def test_a_search_that_missed_the_target_bounds_the_intrinsic_dimension_from_bel
     # a bound goes through the same 2-s.e. rule as a value: one model, or two far apart, do not settle it
     one = [j for j in jobs if j.optimizer == "sgd" and j.seed == 0]
     assert findings.claim_intrinsic(one)[0] == "not resolved"
+    measured = [j for j in _jobs(dims={o: [90_000] for o in OPTS}) if j.optimizer == "sgd"]
+    assert findings.claim_intrinsic(measured)[::2] == ("not resolved", ["sgd: >= 2 trained seeds"])
     _miss(jobs, "sgd", 0, 20_000)
     _miss(jobs, "sgd", 1, 90_000)  # 55,000 - 2 x 35,000 < 10,000
     verdict, _, settle = findings.claim_intrinsic([j for j in jobs if j.optimizer == "sgd"])

@@ -479,7 +479,9 @@ def claim_intrinsic(jobs: list[Job]) -> tuple[str, str, list[str]]:
             verdicts.append(("not resolved", [f"{opt}: every projection seed reaching the target "
                                               "(a larger probe.d_max or probe.epochs)"]))
         else:
-            verdicts.append(("not resolved", [f"{opt}: more projection seeds or trained seeds"]))
+            # one trained model has no spread across models, which projection seeds cannot give
+            more_what = "more projection seeds or trained seeds" if len(entries) > 1 else ">= 2 trained seeds"
+            verdicts.append(("not resolved", [f"{opt}: {more_what}"]))
         frac = f", {m / n_params:.2%} of {n_params:,} parameters" if n_params else ""
         used = f", s.e. {se:,.0f} over {n} {over}" if math.isfinite(se) else ""
         if bounds:
