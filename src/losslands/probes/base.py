@@ -28,6 +28,7 @@ registry) are read together by every probe author.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import math
@@ -191,6 +192,10 @@ class PartialResults:
         self.put(piece, value)
         return value
 
+    def lock(self, piece: str) -> contextlib.AbstractContextManager:
+        """No lock: one job owns its pieces (the interface :meth:`PieceStore.lock` shares)."""
+        return contextlib.nullcontext()
+
     def clear(self) -> None:
         """Forget every piece and delete the file."""
         self.pieces = {}
@@ -204,7 +209,7 @@ class PieceStore:
     later reuses every training it already did.
 
     Args:
-        root: the folder (the CLI uses ``<cache>/<training key>/pieces``).
+        root: the folder (the CLI uses ``<cache>/pieces``, shared by every training).
     """
 
     def __init__(self, root: str | os.PathLike) -> None:
@@ -231,14 +236,6 @@ class PieceStore:
         """An inter-process lock on ``key``: hold it from reading a value to storing its update."""
         os.makedirs(self.root, exist_ok=True)
         return FileLock(self._path(key) + ".lock")
-
-    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
-        """The stored value of ``key``, else ``compute()``, stored."""
-        value = self.get(key)
-        if value is None:
-            value = compute()
-            self.put(key, value)
-        return value
 
 
 @dataclass

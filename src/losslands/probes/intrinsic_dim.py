@@ -47,7 +47,6 @@ Over ~300 lines: the search, the stopping rule and the piece keys of one probe b
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -306,7 +305,7 @@ def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
         # kept across probe configs and jobs (ctx.store), else across a killed job's restarts
         store = ctx.store if ctx.store is not None else ctx.partial
         # a parallel job at the same seed waits for this piece, then replays it
-        with store.lock(key) if ctx.store is not None else contextlib.nullcontext():
+        with store.lock(key):
             entry = store.get(key) or {"trainings": []}
             for stored in entry["trainings"]:
                 run = replay(stored, target)
