@@ -217,6 +217,23 @@ def _stored(stop_reason, checks, target=0.6, steps=40):
             "budget": 50, "stop_reason": stop_reason, "checks": checks, "target": target}
 
 
+def test_brackets_read_each_projection_seed_as_bounds_and_flag_a_budget_bound_lower_end():
+    def run(d, seed, acc, stop):
+        return {"d": d, "seed": seed, "test_acc": acc, "stop_reason": stop}
+
+    result = {"target_acc": 0.6, "per_seed": [{"seed": 0, "d_int90": 400}, {"seed": 1, "d_int90": 300},
+                                              {"seed": 2, "d_int90": None}, {"seed": 3, "d_int90": 100}],
+              "runs": [run(100, 0, 0.5, "plateau"), run(900, 0, 0.7, "target"), run(300, 0, 0.59, "budget"),
+                       run(400, 0, 0.61, "target"), run(300, 1, 0.65, "target"), run(100, 1, 0.4, "plateau"),
+                       run(100, 2, 0.3, "plateau"), run(900, 2, 0.55, "budget"), run(100, 3, 0.6, "target")]}
+    assert intrinsic_dim.brackets(result) == [
+        intrinsic_dim.Bracket(0, 400, 300, True),   # the largest failing d below d_int90 ran out of budget
+        intrinsic_dim.Bracket(1, 300, 100, False),  # ... plateaued: a lower end for a longer budget too
+        intrinsic_dim.Bracket(2, None, 900, True),  # missed: the largest d tried
+        intrinsic_dim.Bracket(3, 100, None, False),  # reached at the first d: no lower end
+    ]
+
+
 def test_replay_gives_another_targets_run_only_where_the_stored_training_determines_it():
     replay = intrinsic_dim.replay
     # stopped at target 0.6 at its last check (held-out 0.62, full 0.61)

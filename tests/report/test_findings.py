@@ -38,6 +38,7 @@ def _jobs(acc=None, epochs=None, lam=None, lam_min=None, ratio=None, barriers=No
                 probes["noise"] = _rec(opt, s, "noise", ratio=ratio[opt][s])
             if dims:
                 probes["intrinsic_dim"] = _rec(opt, s, "intrinsic_dim", d_int90=dims[opt][s], reached_90=1.0)
+                probes["intrinsic_dim"]["result"] = _id_result([(dims[opt][s], round(0.8 * dims[opt][s]))])
             jobs.append(Job(Path(f"{opt}-{s}"), summary, probes))
             for (a_opt, b_opt), values in (barriers or {}).items():
                 if a_opt == opt:
@@ -73,9 +74,9 @@ def test_a_reversed_difference_contradicts_and_a_positive_bottom_is_not_indefini
     assert verdict == "contradicted"
     row = next(r for r in findings.findings_section(jobs).splitlines() if r.startswith("| 1 |"))
     assert row.endswith("| - |")  # settled: nothing left to "settle", though the epochs are tied
-    # the deciding comparisons are named: adamw - sgd = -0.10, s.e. sqrt(2/3) * 0.00577
-    assert "val acc, adamw vs sgd: difference -0.1 ± 0.0047 (s.e.), against the claim" in evidence
-    assert "adamw vs momentum: difference -0.06 ± 0.0047" in evidence
+    # the deciding comparisons are named: adamw - sgd = -0.10 at every seed (paired: s.e. 0)
+    assert "val acc, adamw vs sgd: difference -0.1 ± 0 (s.e.), against the claim" in evidence
+    assert "adamw vs momentum: difference -0.06 ± 0 (s.e.)" in evidence
     verdict, evidence, _ = findings.claim_indefinite(jobs)
     assert verdict == "contradicted" and "adamw lambda_min" in evidence
 
@@ -86,21 +87,21 @@ def test_claim_2_names_the_comparison_that_contradicts_its_second_half():
     verdict, evidence, _ = findings.claim_sharpness(_jobs(lam=lam))
     assert verdict == "contradicted"
     assert evidence.startswith("lambda_max: sgd 21 ± 1 (n=3); momentum 61 ± 1 (n=3); adamw 301 ± 1 (n=3)")
-    assert "lambda_max, momentum vs sgd: difference +40 ± 0.82 (s.e.), against the claim" in evidence
+    assert "lambda_max, momentum vs sgd: difference +40 ± 0 (s.e.), against the claim" in evidence
     assert "adamw vs" not in evidence  # the half that holds is not reported as deciding
 
 
 def test_a_difference_beyond_2_se_but_inside_the_t_interval_is_marked_marginal():
-    # adamw - sgd = -0.06, s.e. sqrt(2 * 0.02² / 3) = 0.0163: 3.7 s.e., beyond 2 but below
-    # t_0.975(2 df) = 4.303; adamw - momentum = +0.12, 10 s.e.: not marginal
-    acc = {"sgd": [0.66, 0.68, 0.70], "momentum": [0.50, 0.50, 0.50], "adamw": [0.60, 0.62, 0.64]}
+    # adamw - sgd per seed -0.03, -0.06, -0.09: mean -0.06, s.e. 0.03 / sqrt(3) = 0.0173: 3.5 s.e.,
+    # beyond 2 but below t_0.975(2 df) = 4.303; adamw - momentum = +0.12, 21 s.e.: not marginal
+    acc = {"sgd": [0.66, 0.68, 0.70], "momentum": [0.50, 0.50, 0.50], "adamw": [0.63, 0.62, 0.61]}
     jobs = _jobs(acc=acc)
     verdict, evidence, settle = findings.claim_accuracy(jobs)
     assert verdict == "contradicted"
-    assert ("val acc, adamw vs sgd: difference -0.06 ± 0.016 (s.e.), against the claim, "
-            "marginal: 3.7 s.e., below t = 4.3 (2 df)") in evidence
+    assert ("val acc, adamw vs sgd: difference -0.06 ± 0.017 (s.e.), against the claim, "
+            "marginal: 3.5 s.e., below t = 4.3 (2 df)") in evidence
     assert [s for s in settle if "marginal" in s] == [
-        "more seeds: val acc, adamw vs sgd is marginal: 3.7 s.e., below t = 4.3 (2 df)"]
+        "more seeds: val acc, adamw vs sgd is marginal: 3.5 s.e., below t = 4.3 (2 df)"]
     assert "momentum is marginal" not in " ".join(settle)
     row = next(r for r in findings.findings_section(jobs).splitlines() if r.startswith("| 1 |"))
     assert "more seeds: val acc, adamw vs sgd" in row  # a marginal contradiction is not settled
@@ -108,17 +109,18 @@ def test_a_difference_beyond_2_se_but_inside_the_t_interval_is_marked_marginal()
 
 
 def test_a_firm_contradiction_settles_a_claim_whatever_its_marginal_or_open_parts_show():
-    # adamw - sgd = -0.1 (firm, 21 s.e.); adamw - momentum = -0.0267 at s.e. 0.012 (marginal)
+    # adamw - sgd = -0.1 at every seed (firm); adamw - momentum per seed -0.03, -0.04, -0.01:
+    # -0.0267 at s.e. 0.0088 (3 s.e.: marginal)
     acc = {"sgd": [0.70, 0.71, 0.70], "momentum": [0.63, 0.65, 0.61], "adamw": [0.60, 0.61, 0.60]}
     verdict, evidence, settle = findings.claim_accuracy(_jobs(acc=acc))
-    assert verdict == "contradicted" and "marginal: 2.2 s.e." in evidence
+    assert verdict == "contradicted" and "marginal: 3 s.e." in evidence
     assert settle == []  # more seeds could undo the marginal one, not the firm one
     # only the marginal contradiction left: more seeds are what would settle it, and nothing
     # else (the epochs' open comparison cannot undo a contradiction)
     acc["sgd"] = [0.50, 0.51, 0.50]
     verdict, _, settle = findings.claim_accuracy(_jobs(acc=acc))
     assert verdict == "contradicted"
-    assert settle == ["more seeds: val acc, adamw vs momentum is marginal: 2.2 s.e., below t = 4.3 (2 df)"]
+    assert settle == ["more seeds: val acc, adamw vs momentum is marginal: 3 s.e., below t = 4.3 (2 df)"]
     # claim 5: one AdamW pair firmly not large, the other marginally: settled
     small, base = [0.01, 0.0, 0.02], [1.0, 1.1, 1.2]
     barriers = {("sgd", "momentum"): small, ("momentum", "adamw"): [0.2, 0.25, 0.3],
@@ -148,13 +150,29 @@ def test_claims_without_data_name_what_is_missing_and_leave_no_stray_text():
 
 
 def test_an_unresolved_difference_says_how_many_seeds_would_resolve_it():
-    # adamw - sgd = 0.01 with s.e. sqrt(2) * 0.01 / sqrt(3): 2 s.e. / d = 1.633, n = 3 * 1.633² = 8
-    acc = {"sgd": [0.60, 0.61, 0.62], "momentum": [0.50, 0.50, 0.50], "adamw": [0.61, 0.62, 0.63]}
+    # adamw - sgd per seed +0.03, -0.01, +0.02: mean 0.0133, s.e. 0.0208 / sqrt(3) = 0.0120 (1.1
+    # s.e.). At N seeds the s.e. is 0.0120 sqrt(3 / N); it must reach t(N - 1) s.e.: N = 11 needs
+    # 2.228 x 0.0063 = 0.0140 > 0.0133, N = 12 (beyond the t table: 2 s.e.) 0.0120 <= 0.0133
+    acc = {"sgd": [0.60, 0.61, 0.62], "momentum": [0.50, 0.50, 0.50], "adamw": [0.63, 0.60, 0.64]}
     verdict, _, settle = findings.claim_accuracy(_jobs(acc=acc))
     assert verdict == "not resolved"
-    d, se, n = findings._difference(acc["adamw"], acc["sgd"])
-    assert d == pytest.approx(0.01) and se == pytest.approx(math.sqrt(2) * 0.01 / math.sqrt(3))
-    assert any("adamw vs sgd" in s and "~8 seeds" in s for s in settle)
+    d, se, n = findings._difference(dict(enumerate(acc["adamw"])), dict(enumerate(acc["sgd"])))
+    diffs = np.subtract(acc["adamw"], acc["sgd"])
+    assert (d, se, n) == pytest.approx((diffs.mean(), diffs.std(ddof=1) / math.sqrt(3), 3))
+    assert any("adamw vs sgd" in s and "~12 seeds" in s for s in settle)
+    assert findings._seeds_needed(d, se, n) == 12
+    # without >= 2 shared seeds the sides are unpaired: sqrt(s1²/n1 + s2²/n2) over the fewer seeds
+    d, se, n = findings._difference({0: 1.0, 1: 2.0, 2: 3.0}, {3: 1.0, 4: 1.5})
+    assert (d, se, n) == pytest.approx((0.75, math.hypot(1 / math.sqrt(3), math.sqrt(0.125) / math.sqrt(2)), 2))
+
+
+def test_the_seeds_that_would_resolve_a_difference_meet_the_marginal_rule_there():
+    for d, se, n in ((0.5, 0.3, 3), (1.0, 0.45, 2), (0.01, 0.012, 3), (2.0, 0.9, 4)):
+        m = findings._seeds_needed(d, se, n)
+        at = se * math.sqrt(n / m)  # the s.e. at m seeds
+        assert abs(d) > 2 * at and findings._marginal(d, at, m) == ""  # counts, not marginal
+        before = se * math.sqrt(n / (m - 1))
+        assert m - 1 == n or abs(d) <= 2 * before or findings._marginal(d, before, m - 1) != ""
 
 
 def test_linear_connectivity_needs_a_small_sgd_momentum_barrier_and_large_adamw_ones():
@@ -166,11 +184,12 @@ def test_linear_connectivity_needs_a_small_sgd_momentum_barrier_and_large_adamw_
     assert verdict == "supported" and "sgd-momentum barrier" in evidence and settle == []
     # 1.0333 - 0.5 x 0.3, s.e. hypot(0.1528, 0.5 x 0.1) / sqrt(3) = 0.0928: 9.5 s.e., beyond t(2 df)
     assert "sgd-adamw barrier minus 0.5 x sgd-sgd baseline: +0.883 ± 0.093 (s.e.)" in evidence
-    # 0.3 above sgd-momentum at s.e. 0.1: beyond 2 s.e., inside t(2 df) = 4.3 s.e.
+    # 0.39 above sgd-momentum at s.e. 0.113: beyond 2 s.e., inside t(2 df) = 4.3 s.e.
     wide = {**barriers, ("momentum", "adamw"): [0.2, 0.4, 0.6]}
     verdict, evidence, settle = findings.claim_linear(_jobs(barriers=wide))
     assert verdict == "supported"
-    assert "more seeds: momentum-adamw vs sgd-momentum barrier is marginal: 3.4 s.e., below t = 4.3 (2 df)" in settle
+    # (paired: per seed 0.19, 0.4, 0.58, s.e. 0.113)
+    assert "more seeds: momentum-adamw vs sgd-momentum barrier is marginal: 3.5 s.e., below t = 4.3 (2 df)" in settle
     # and 0.25 above half its baseline at s.e. hypot(0.2, 0.05) / sqrt(3) = 0.119: 2.1 s.e., large but marginal
     assert "momentum-adamw barrier minus 0.5 x momentum-momentum baseline: +0.25 ± 0.12 (s.e.), large, " \
            "marginal: 2.1 s.e." in evidence
@@ -219,8 +238,21 @@ def test_a_large_barrier_is_judged_against_the_cross_seed_baseline():
            "seed pairs, to judge its size against" in settle
 
 
+def _id_result(searches, epochs=4):
+    """An intrinsic_dim result from ``(d_int90 or None, d_below, stop reason at d_below)`` per
+    projection seed (stop reason default ``plateau``): a failing run at d_below, a reaching one at
+    d_int90."""
+    per_seed, runs = [], []
+    for seed, (d_int, d_below, *stop) in enumerate(searches):
+        per_seed.append({"seed": seed, "d_int90": d_int, "d_below": d_below})
+        runs.append({"d": d_below, "seed": seed, "test_acc": 0.4, "stop_reason": (stop or ["plateau"])[0]})
+        if d_int is not None:
+            runs.append({"d": d_int, "seed": seed, "test_acc": 0.6, "stop_reason": "target"})
+    return {"per_seed": per_seed, "runs": runs, "target_acc": 0.5, "epochs": epochs}
+
+
 def test_intrinsic_dimension_against_15_and_the_parameter_count():
-    big = {o: [20_000, 25_000, 30_000] for o in OPTS}
+    big = {o: [20_000, 25_000, 30_000] for o in OPTS}  # lower ends 16,000, 20,000, 24,000
     assert findings.claim_intrinsic(_jobs(dims=big, n_params=100_000))[0] == "supported"
     only_sgd = _jobs(dims=big, n_params=100_000)  # every optimizer trained, sgd alone probed
     for j in only_sgd:
@@ -231,40 +263,92 @@ def test_intrinsic_dimension_against_15_and_the_parameter_count():
     small = {o: [2_000, 2_500, 3_000] for o in OPTS}  # 2.5% of the parameters
     verdict, evidence, _ = findings.claim_intrinsic(_jobs(dims=small, n_params=100_000))
     assert verdict == "contradicted" and "2.50% of 100,000" in evidence
+    # d_int90 is the bracket's upper end: 13,000 clears the 10,000 line by 2 s.e. (about 577),
+    # its lower ends (10,400 ± 462 s.e.) do not, so the crossing could lie below the line
+    near = _jobs(dims={o: [12_000, 13_000, 14_000] for o in OPTS}, n_params=100_000)
+    verdict, evidence, settle = findings.claim_intrinsic(near)
+    assert verdict == "not resolved" and "sgd: more projection seeds or trained seeds" in settle
+    assert "sgd d_int90 13,000 ± 1,000 (n=3), 13.00% of 100,000 parameters, s.e. 577 over 3 models; " \
+           "crossing above 10,400 ± 800 (n=3) (bracket lower ends, s.e. 462 over 3 models); " \
+           "budget-bound: 0 of 3 searches at 4 epochs" in evidence
+
+
+def _budget(jobs, opt, seeds=(0, 1, 2)):
+    """Make the runs below d_int90 of ``opt``'s models use their whole budget."""
+    for j in jobs:
+        if j.optimizer == opt and j.seed in seeds and "intrinsic_dim" in j.probes:
+            for r in j.probes["intrinsic_dim"]["result"]["runs"]:
+                if r["stop_reason"] != "target":
+                    r["stop_reason"] = "budget"
+
+
+def test_a_budget_bound_search_bounds_the_intrinsic_dimension_only_from_above():
+    big = {o: [20_000, 25_000, 30_000] for o in OPTS}
+    jobs = _jobs(dims=big, n_params=100_000)
+    _budget(jobs, "sgd", seeds=(1,))
+    verdict, evidence, settle = findings.claim_intrinsic(jobs)
+    # one search that ran out of budget below d_int90 is enough: a longer run might reach there
+    assert verdict == "not resolved"
+    assert settle == ["sgd: a subspace budget at which the runs just below d_int90 stop on their own "
+                      "(probe.epochs above 4): they used all of theirs still below the target, so "
+                      "d_int90 bounds the intrinsic dimension only from above"]
+    assert "budget-bound: 1 of 3 searches at 4 epochs" in evidence
+    for o in OPTS:
+        _budget(jobs, o)
+    assert findings.claim_intrinsic(jobs)[2] == [
+        "sgd, momentum, adamw: a subspace budget at which the runs just below d_int90 stop on their own "
+        "(probe.epochs above 4): they used all of theirs still below the target, so d_int90 bounds the "
+        "intrinsic dimension only from above"]  # one item for every optimizer at one budget
+    # upper ends below the line still contradict: a longer budget can only lower them
+    small = _jobs(dims={o: [2_000, 2_500, 3_000] for o in OPTS}, n_params=100_000)
+    for o in OPTS:
+        _budget(small, o)
+    assert findings.claim_intrinsic(small)[0] == "contradicted"
+    # a model that missed the target at its budget bounds nothing from below
+    missed = _jobs(dims={o: [0, 0] for o in OPTS}, n_params=100_000)
+    for o in OPTS:
+        for s in (0, 1):
+            _miss(missed, o, s, 30_000, stop="budget")
+    verdict, _, settle = findings.claim_intrinsic(missed)
+    assert verdict == "not resolved" and settle[0].startswith("sgd, momentum, adamw: a subspace budget")
 
 
 def test_the_intrinsic_dimension_margin_includes_the_projection_seed_spread():
     # two models per optimizer on the same grid point: no spread across models, while their
-    # projection seeds found 4,000 and 20,000 (mean 12,000, s.e. 4,619 over four searches)
+    # projection seeds' lower ends are 4,000 and 20,000 (and 20,000 where one missed the target)
     same = {o: [12_000, 12_000] for o in OPTS}
     jobs = _jobs(dims=same, n_params=100_000)
-    assert findings.claim_intrinsic(jobs)[0] == "supported"  # 12% of the parameters, s.e. 0
-    _searches(jobs, [4_000, 20_000])
-    # 12,000 - 2 x 4,619 is below the 10,000 line: no longer settled
+    assert findings.claim_intrinsic(jobs)[0] == "not resolved"  # lower ends 9,600: below the line
+    jobs = _jobs(dims={o: [15_000, 15_000] for o in OPTS}, n_params=100_000)
+    assert findings.claim_intrinsic(jobs)[0] == "supported"  # lower ends 12,000, s.e. 0
+    _searches(jobs, [5_000, 25_000])
+    # lower ends 4,000 and 20,000 (mean 12,000 per model, s.e. 0 over models) and 20,000 where
+    # the third search missed: s.e. 3,373 over six searches, 12,000 - 2 x 3,373 < 10,000
     verdict, evidence, settle = findings.claim_intrinsic(jobs)
-    assert verdict == "not resolved" and "sgd: more projection seeds or trained seeds" in settle
-    assert "sgd d_int90 12,000 ± 0 (n=2), 12.00% of 100,000 parameters, s.e. 4,619 over 4 searches" in evidence
-    # 2,000 above the line at s.e. 866 (four searches): 2.3 s.e., beyond 2 but inside t(3 df)
-    _searches(jobs, [10_500, 13_500])
+    assert verdict == "not resolved" and "sgd: every projection seed reaching the target" in settle[0]
+    assert "crossing above 12,000 ± 0 (n=2) (bracket lower ends, s.e. 3,373 over 6 searches)" in evidence
+    # lower ends 13,000 and 15,000 (and 15,000): 4,000 above the line at s.e. 422 over six
+    # searches, beyond 2 s.e. but inside t with 1 df (two trained models, not six searches)
+    _searches(jobs, [16_250, 18_750])
     verdict, _, settle = findings.claim_intrinsic(jobs)
     assert verdict == "supported"
-    assert "more seeds: sgd d_int90 vs 10,000 is marginal: 2.3 s.e., below t = 3.18 (3 df)" in settle
+    assert "more seeds: sgd bracket lower ends vs 10,000 is marginal: 9.5 s.e., below t = 12.7 (1 df)" in settle
 
 
 def test_the_intrinsic_dimension_margin_keeps_the_larger_spread_across_models():
-    # models 12,000 and 30,000 apart (s.e. 9,000), each model's searches nearly identical
-    jobs = _jobs(dims={o: [12_000, 30_000] for o in OPTS}, n_params=100_000)
-    _searches(jobs, [20_999, 21_001])
+    # models 15,000 and 37,500 apart (lower ends 12,000 and 30,000, s.e. 9,000), searches alike
+    jobs = _jobs(dims={o: [15_000, 37_500] for o in OPTS}, n_params=100_000)
     verdict, evidence, _ = findings.claim_intrinsic(jobs)
     assert verdict == "not resolved"  # 21,000 - 2 x 9,000 < 10,000
-    assert "s.e. 9,000 over 2 models" in evidence
+    assert "(bracket lower ends, s.e. 9,000 over 2 models)" in evidence
 
 
-def _miss(jobs, opt, seed, d_max):
+def _miss(jobs, opt, seed, d_max, stop="plateau"):
     """Make one model's search miss the target in every projection seed up to d_max."""
     for j in jobs:
         if j.optimizer == opt and j.seed == seed and "intrinsic_dim" in j.probes:
             j.probes["intrinsic_dim"]["scalars"].update(d_int90=None, reached_90=0.0, d_max=d_max)
+            j.probes["intrinsic_dim"]["result"] = _id_result([(None, d_max, stop)])
 
 
 def test_a_search_that_missed_the_target_bounds_the_intrinsic_dimension_from_below():
@@ -277,7 +361,8 @@ def test_a_search_that_missed_the_target_bounds_the_intrinsic_dimension_from_bel
     verdict, evidence, settle = findings.claim_intrinsic(jobs)
     assert verdict == "supported" and settle == []
     assert "sgd: 2 of 2 models missed the target (above 30,000, 30,000, the largest d tried); d_int90 " \
-           "30,000 ± 0 (n=2) counting those at that d, 30.00% of 100,000 parameters, s.e. 0 over 2 models" in evidence
+           "not reached; crossing above 30,000 ± 0 (n=2) (bracket lower ends, s.e. 0 over 2 models); " \
+           "budget-bound: 0 of 2 searches at 4 epochs" in evidence
     # a bound goes through the same 2-s.e. rule as a value: one model, or two far apart, do not settle it
     one = [j for j in jobs if j.optimizer == "sgd" and j.seed == 0]
     assert findings.claim_intrinsic(one)[0] == "not resolved"
@@ -302,8 +387,8 @@ def test_missed_searches_never_contradict_a_sizeable_intrinsic_dimension():
     _miss(jobs, "sgd", 2, 9_000)  # one sgd model above 9,000
     verdict, evidence, settle = findings.claim_intrinsic(jobs)
     assert verdict == "contradicted"  # momentum and adamw still contradict it
-    assert "sgd: 1 of 3 models missed the target (above 9,000, the largest d tried); d_int90 4,500 ± 3,900 " \
-           "(n=3) counting those at that d, 4.50% of 100,000 parameters" in evidence
+    assert "sgd: 1 of 3 models missed the target (above 9,000, the largest d tried); d_int90 2,250 ± 350 " \
+           "(n=2), 2.25% of 100,000 parameters, s.e. 250 over 2 models; crossing above 4,200 ± 4,200 (n=3)" in evidence
     only_sgd = [j for j in jobs if j.optimizer == "sgd"]
     verdict, _, settle = findings.claim_intrinsic(only_sgd)
     assert verdict == "not resolved" and "sgd: every projection seed reaching the target" in settle[0]
@@ -329,13 +414,24 @@ def test_one_model_with_two_intrinsic_dim_records_counts_once():
     assert findings.claim_intrinsic([bare]) == ("no data", "", ["probe=intrinsic_dim"])
 
 
+def test_a_search_without_its_runs_cannot_support_the_claim():
+    jobs = _jobs(dims={o: [20_000, 25_000, 30_000] for o in OPTS}, n_params=100_000)
+    for j in jobs:
+        if "intrinsic_dim" in j.probes:
+            j.probes["intrinsic_dim"]["result"] = {}
+    verdict, evidence, settle = findings.claim_intrinsic(jobs)
+    assert verdict == "not resolved" and "crossing above" not in evidence
+    assert settle[0] == "sgd: the searches' brackets (the result's per_seed and runs)"
+
+
 def _searches(jobs, dims):
-    """Give every intrinsic_dim record one search per value, plus one that missed the target."""
+    """Give every intrinsic_dim record one search per value (lower end 0.8 of it), plus one that
+    missed the target at the largest."""
     for j in jobs:
         if "intrinsic_dim" in j.probes:
             rec = j.probes["intrinsic_dim"]
-            rec["result"]["per_seed"] = [{"seed": i, "d_int90": d} for i, d in enumerate(dims)]
-            rec["result"]["per_seed"].append({"seed": len(dims), "d_int90": None})
+            rec["result"] = _id_result([(d, round(0.8 * d)) for d in dims] + [(None, round(0.8 * max(dims)))])
+            rec["scalars"]["d_int90"] = sum(dims) / len(dims)
             rec["scalars"]["reached_90"] = len(dims) / (len(dims) + 1)
 
 
@@ -368,7 +464,7 @@ def test_findings_rows_keep_the_table_columns():
 
 
 def test_marginal_notes_keep_the_findings_table_intact():
-    acc = {"sgd": [0.66, 0.68, 0.70], "momentum": [0.50, 0.50, 0.50], "adamw": [0.60, 0.62, 0.64]}
+    acc = {"sgd": [0.66, 0.68, 0.70], "momentum": [0.50, 0.50, 0.50], "adamw": [0.63, 0.62, 0.61]}
     rows = [r for r in findings.findings_section(_jobs(acc=acc)).splitlines() if r.startswith("| 1 |")]
     assert "marginal" in rows[0] and rows[0].count("|") == 6
 

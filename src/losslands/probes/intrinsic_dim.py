@@ -6,7 +6,7 @@ projection with unit-norm columns and ``theta0`` the job's own seeded initialisa
 is the smallest ``d`` whose test accuracy reaches 90% of the full-space model's (this job's
 trained checkpoint). The trained weights set only that target: with ``optimizer: adam`` the
 subspace trainings of every optimizer's model at one seed are the same runs (the study's
-Momentum and AdamW seed-0 pieces have identical accuracies), so d_int90 compares the optimizers'
+Momentum and AdamW seed-0 pieces have identical checks), so d_int90 compares the optimizers'
 accuracies through one landscape, not their solutions.
 
 Affordable at honest budgets:
@@ -144,13 +144,17 @@ INFO = ProbeInfo(
         "z ∈ R^d from the initialisation with one subspace optimizer for every model (Adam, lr "
         "1e-3, unless probe.optimizer=job); d_int90 = smallest d whose test accuracy reaches 90% "
         "of the full-space model's, found by a geometric bracket and bisection in log d to "
-        "probe.resolution, with early stopping once the full test split confirms the target "
-        "(or the held-out accuracy plateaus below it); mean ± std over projection seeds that "
-        "reached it; reached_90 = the fraction that did (else d_int90 > d_max). The subspace "
-        "trainings never see the trained weights: at one seed every optimizer's model has the "
-        "same initialisation, data order and subspace optimizer, so its trainings are the same "
-        "runs (identical accuracies) and only the target differs; differences in d_int90 between "
-        "optimizers reflect their accuracies, not their solutions."
+        "probe.resolution, with early stopping once the test accuracy (the first probe.test_samples "
+        "test images, the same images as the target's) confirms the target (or the held-out "
+        "accuracy plateaus below it); mean ± std over projection seeds that reached it; "
+        "reached_90 = the fraction that did (else d_int90 > d_max). d_int90 is the upper end of "
+        "the bracket (d_below, d_int90] each search ends in, at the budget probe.epochs: where "
+        "the run at d_below used its whole budget still below the target, a longer budget could "
+        "lower it. The subspace trainings never see the trained weights: at one seed every "
+        "optimizer's model has the same initialisation, data order and subspace optimizer, so "
+        "its trainings are the same runs (identical checks up to where each stops) and only the "
+        "target differs; differences in d_int90 between optimizers reflect their accuracies, not "
+        "their solutions."
     ),
 )
 
@@ -368,6 +372,41 @@ def run(ctx: ProbeContext, cfg: Config) -> dict[str, Any]:
         "trainings": len(runs),
         "steps": sum(r["steps"] for r in runs),
     }
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """One projection seed's search, read as bounds on its d_int90.
+
+    Attributes:
+        seed: the projection seed.
+        d_int90: the smallest ``d`` that reached the target (None: none did).
+        d_below: the largest ``d`` below ``d_int90`` (or, with no ``d_int90``, the largest ``d``)
+            tried that did not: the crossing lies in ``(d_below, d_int90]``. None: none tried.
+        budget_bound: the run at ``d_below`` trained its whole budget still below the target and
+            not plateaued, so a longer budget might reach the target there: ``d_below`` then
+            bounds nothing beyond this budget, and ``d_int90`` bounds the crossing at a longer
+            budget only from above (a longer run passes through the same checks first).
+    """
+
+    seed: int
+    d_int90: int | None
+    d_below: int | None
+    budget_bound: bool
+
+
+def brackets(result: dict[str, Any]) -> list[Bracket]:
+    """Each projection seed's bracket ``(d_below, d_int90]`` from a result's runs."""
+    out = []
+    for e in result.get("per_seed") or []:
+        seed, d_int = int(e["seed"]), e.get("d_int90")
+        failed = [r for r in result.get("runs") or [] if int(r["seed"]) == seed
+                  and r["test_acc"] < result["target_acc"] and (d_int is None or r["d"] < d_int)]
+        below = max(failed, key=lambda r: r["d"], default=None)
+        out.append(Bracket(seed, None if d_int is None else int(d_int),
+                           None if below is None else int(below["d"]),
+                           below is not None and below.get("stop_reason") == "budget"))
+    return out
 
 
 def scalars(result: dict[str, Any]) -> dict[str, float]:

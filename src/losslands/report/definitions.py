@@ -18,7 +18,8 @@ subspace training use batch statistics and recompute them at evaluated points). 
 over seeds (n = number of seeds with a result).
 
 - **Training**: train accuracy/loss are averages over the last epoch's augmented batches; val
-  accuracy/loss on the (sub)set test split, unaugmented. *Epochs to 90%*: first epoch whose val
+  accuracy/loss on the (sub)set test split, unaugmented (CIFAR-10 has no separate validation
+  split; nothing is tuned on it, so "val" here is test accuracy). *Epochs to 90%*: first epoch whose val
   accuracy reaches 90% of the final val accuracy.
 """
 

@@ -4,12 +4,15 @@ Every claim gets a verdict from the per-seed numbers, the numbers themselves (me
 count of seeds) and, where the data do not settle it, what would. The rules are fixed here so
 that a verdict means the same in every report:
 
-- **A difference** between two optimizers counts when it exceeds twice its standard error,
-  ``|m1 - m2| > 2 sqrt(s1²/n1 + s2²/n2)`` (about a 95% interval). With a few seeds a t-interval
-  is wider: a difference that counts but lies within the two-sided 95% t-interval with
-  ``min(n1, n2) - 1`` degrees of freedom (conservative for Welch's) is marked *marginal*, and more
-  seeds are listed as what would settle it. Otherwise it is unresolved, and the seeds that would
-  resolve a difference of the observed size are ``n (2 se / |d|)²``.
+- **A difference** between two optimizers is paired by seed (one seed fixes both models'
+  initialisation and data order): the mean of the per-seed differences over the seeds both
+  have, with its standard error ``sd / sqrt(n)`` (unpaired, ``sqrt(s1²/n1 + s2²/n2)`` over the
+  fewer seeds, where fewer than 2 seeds are shared). It counts when it exceeds twice its standard
+  error (about a 95% interval). With a few seeds a t-interval is wider: a difference that counts
+  but lies within the two-sided 95% t-interval with ``n - 1`` degrees of freedom is marked
+  *marginal*, and more seeds are listed as what would settle it. Otherwise it is unresolved,
+  and the seeds that would resolve a difference of the observed size are the fewest N with
+  ``|d| >= t(N - 1) se sqrt(n / N)``.
 - **A contradicted claim** is settled by any firm (not marginal) contradiction of one of its
   parts; when every contradiction is marginal, more seeds for those are what would settle it.
 - **A sign** (a negative lambda_min) counts when the mean is beyond 2 standard errors of zero
@@ -20,13 +23,18 @@ that a verdict means the same in every report:
   optimizer): a pair's barrier is large when it exceeds :data:`LARGE_BARRIER_FRACTION` of the
   smaller baseline of its two optimizers by 2 s.e., and not large when it falls short of it by
   2 s.e. (which needs both baselines: a missing one could be the smaller). A baseline counts from
-  2 seed pairs. AutoNEB's baseline is shown beside its pairs; claim 6 asks for connection only.
+  2 seed pairs; its pairs ``(s, s + 1 mod 3)`` share models, so its s.e. treats dependent values
+  as independent. AutoNEB's baseline is shown beside its pairs; claim 6 asks for connection only.
 - **Sizeable fraction** (intrinsic dimension): at least :data:`SIZEABLE_FRACTION` of the
-  parameters, beyond 2 standard errors. A model's d_int90 is itself a mean over projection seeds,
-  so the standard error is the larger of the one across trained models and the one across every
-  (model, projection seed) search that reached the target. A model whose search never reached
-  the target counts at the largest d tried (its d_int90 lies above): such a lower bound can
-  support the claim by the same rule but not contradict it.
+  parameters, beyond 2 standard errors. Each search brackets the crossing, ``(d_below,
+  d_int90]`` (:func:`losslands.probes.intrinsic_dim.brackets`): the lower ends can support the
+  claim, the upper ends contradict it. A model whose search never reached the target counts at
+  the largest d tried, a lower end only. A lower end bounds the intrinsic dimension only where
+  its run stopped on its own (target or plateau): a run that used its whole budget still below
+  the target (*budget-bound*) might reach it with a longer one, so a budget-bound search can
+  contradict the claim but not support it. A model's value is a mean over projection seeds, so
+  the standard error is the larger of the one across trained models and the one across every
+  (model, projection seed) search; the t-interval's degrees of freedom count trained models.
 
 Claims are those of earlier analyses of the reference setup (the study issue lists them).
 """
@@ -34,10 +42,13 @@ Claims are those of earlier analyses of the reference setup (the study issue lis
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from losslands.probes.intrinsic_dim import Bracket, brackets
 from losslands.report import tables
 from losslands.report.load import Job, probe_records, trainings
 from losslands.report.tables import epochs_to_fraction, scalar_value
@@ -73,10 +84,19 @@ def _cell(values: Sequence[float | None]) -> str:
     return tables.fmt(*tables.mean_std(values))
 
 
-def _difference(a: Sequence[float | None], b: Sequence[float | None]) -> tuple[float, float, int]:
-    """``(a - b, its standard error, the fewer seeds)``; NaN where either side has < 2 seeds."""
-    ma, sa, na = _stats(a)
-    mb, sb, nb = _stats(b)
+def _difference(a: dict[int, float | None], b: dict[int, float | None]) -> tuple[float, float, int]:
+    """``(a - b, its standard error, n)`` of two ``{seed: value}``.
+
+    A seed gives both sides one initialisation and data order, so the seeds pair them: over the
+    >= 2 seeds both have, the mean of the per-seed differences and its standard error (n = those
+    seeds). Otherwise the difference of the means with the unpaired standard error (n = the
+    fewer seeds; NaN where either side has < 2).
+    """
+    common = [s for s in a if s in b and _finite([a[s]]) and _finite([b[s]])]
+    if len(common) >= 2:
+        return _stats([a[s] - b[s] for s in common])
+    ma, sa, na = _stats(list(a.values()))
+    mb, sb, nb = _stats(list(b.values()))
     return ma - mb, math.hypot(sa, sb), min(na, nb)
 
 
@@ -96,10 +116,19 @@ def _marginal(d: float, se: float, n: int) -> str:
     return f"marginal: {abs(d) / se:.2g} s.e., below t = {_T975[df - 1]:.3g} ({df} df)"
 
 
+def _t975(df: int) -> float:
+    """The threshold a difference must reach in s.e.: t with ``df`` degrees of freedom up to the
+    table's end, 2 beyond it (where the two differ by < 11%)."""
+    return _T975[df - 1] if df <= len(_T975) else 2.0
+
+
 def _seeds_needed(d: float, se: float, n: int) -> int | None:
+    """The fewest seeds N at which a difference ``d`` with s.e. ``se`` at ``n`` seeds would count
+    and not be marginal: ``|d| >= t(N - 1) se sqrt(n / N)`` (None: not within 10,000)."""
     if not (math.isfinite(d) and math.isfinite(se)) or d == 0 or n < 2:
         return None
-    return max(n + 1, math.ceil(n * (2 * se / abs(d)) ** 2 - 1e-9))  # no float noise above an integer
+    return next((m for m in range(n + 1, 10_001)
+                 if abs(d) >= _t975(m - 1) * se * math.sqrt(n / m) * (1 - 1e-12)), None)
 
 
 def _order(values: Values, label: str, larger: bool, metric: str = "",
@@ -119,7 +148,7 @@ def _order(values: Values, label: str, larger: bool, metric: str = "",
     for other in values:
         if other == label:
             continue
-        d, se, n = _difference(list(values[label].values()), list(values[other].values()))
+        d, se, n = _difference(values[label], values[other])
         if not math.isfinite(se):
             parts.append(("not resolved", [f"{what}{label} vs {other}: >= 2 seeds each"]))
         elif abs(d) > 2 * se:
@@ -161,15 +190,18 @@ def is_cross_seed(rec: dict[str, Any]) -> bool:
     return other == rec.get("optimizer")
 
 
-def _pairs(jobs: list[Job], probe: str, key: str = "barrier") -> dict[str, list[float]]:
-    """``{pair label: [values over seeds]}``, the label ``a-b`` (cross-seed: ``a-a``)."""
-    out: dict[str, list[float]] = defaultdict(list)
+def _pairs(jobs: list[Job], probe: str, key: str = "barrier") -> dict[str, dict[int, float]]:
+    """``{pair label: {seed: value}}``, the label ``a-b`` (cross-seed: ``a-a``, keyed by the seed
+    of the record's own model). A pair measured from both ends at one seed counts once, as the
+    mean of the two."""
+    found: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for rec in probe_records(jobs, probe):
         other = (rec.get("result") or {}).get("other")
         value = scalar_value(rec.get("scalars") or {}, key)
         if other and value is not None:
-            out["-".join(sorted((rec.get("optimizer", "?"), other), key=_rank))].append(value)
-    return dict(out)
+            label = "-".join(sorted((rec.get("optimizer", "?"), other), key=_rank))
+            found[label][int(rec.get("seed", 0))].append(value)
+    return {p: {s: sum(v) / len(v) for s, v in by_seed.items()} for p, by_seed in found.items()}
 
 
 def _rank(name: str) -> int:
@@ -348,29 +380,29 @@ def _large(pair: str, values: Sequence[float], cross: dict[str, list[float]]) ->
 def claim_linear(jobs: list[Job]) -> tuple[str, str, list[str]]:
     pairs = _pairs(jobs, "interpolation")
     same = {p: v for p, v in pairs.items() if len(set(p.split("-"))) == 2}
-    cross = {p: v for p, v in pairs.items() if len(set(p.split("-"))) == 1}
+    cross = {p: list(v.values()) for p, v in pairs.items() if len(set(p.split("-"))) == 1}
     if "sgd-momentum" not in same or not any("adamw" in p for p in same):
         return "no data", "", ["probe=interpolation for sgd-momentum and the AdamW pairs"]
     parts: list[tuple[str, list[str]]] = []  # (verdict, what would settle it) per part of the claim
     sizes = []
-    sm = _connected(same["sgd-momentum"])
+    sm = _connected(list(same["sgd-momentum"].values()))
     parts.append(({"connected": "supported", "separated": "contradicted"}.get(sm, "not resolved"), []))
     for p in (p for p in same if "adamw" in p):
         d, se, n = _difference(same[p], same["sgd-momentum"])
-        if math.isfinite(se) and d > 2 * se and _connected(same[p]) == "separated":
+        if math.isfinite(se) and d > 2 * se and _connected(list(same[p].values())) == "separated":
             note = _marginal(d, se, n)
             parts.append(("supported", [f"{_MORE_SEEDS}{p} vs sgd-momentum barrier is {note}"] if note else []))
-        elif math.isfinite(se) and d < 2 * se and _connected(same[p]) == "connected":
+        elif math.isfinite(se) and d < 2 * se and _connected(list(same[p].values())) == "connected":
             parts.append(("contradicted", []))
         else:
             parts.append(("not resolved", [f"{p} vs sgd-momentum barrier: {d:+.3g} ± {se:.2g}" if math.isfinite(se)
                                            else f"{p} and sgd-momentum: >= 2 seeds each"]))
         # "large": against the barrier between solutions that share only the optimizer
-        v, text, s = _large(p, same[p], cross)
+        v, text, s = _large(p, list(same[p].values()), cross)
         parts.append((v, s))
         if text:
             sizes.append(text)
-    evidence = "; ".join(f"{p} barrier {_cell(v)}" for p, v in sorted(same.items()))
+    evidence = "; ".join(f"{p} barrier {_cell(list(v.values()))}" for p, v in sorted(same.items()))
     evidence += f" (connected: barrier + 2 s.e. < {CONNECTED_BARRIER})"
     if cross:
         evidence += f". {_CROSS}: " + "; ".join(
@@ -383,8 +415,9 @@ def claim_linear(jobs: list[Job]) -> tuple[str, str, list[str]]:
 
 
 def claim_curved(jobs: list[Job]) -> tuple[str, str, list[str]]:
-    pairs = {p: v for p, v in _pairs(jobs, "autoneb").items() if len(set(p.split("-"))) == 2}
-    linear = {p: v for p, v in _pairs(jobs, "autoneb", "linear_barrier").items() if len(set(p.split("-"))) == 2}
+    pairs = {p: list(v.values()) for p, v in _pairs(jobs, "autoneb").items() if len(set(p.split("-"))) == 2}
+    linear = {p: list(v.values()) for p, v in _pairs(jobs, "autoneb", "linear_barrier").items()
+              if len(set(p.split("-"))) == 2}
     if not pairs:
         return "no data", "", ["probe=autoneb on every optimizer pair"]
     verdicts = [{"connected": "supported", "separated": "contradicted"}.get(_connected(v), "not resolved")
@@ -396,7 +429,7 @@ def claim_curved(jobs: list[Job]) -> tuple[str, str, list[str]]:
     evidence = "; ".join(f"{p}: AutoNEB barrier {_cell(v)} (straight line {_cell(linear.get(p, []))})"
                          for p, v in sorted(pairs.items()))
     evidence += " (barrier here: max loss along the path minus the larger endpoint loss)"
-    cross = {p: v for p, v in _pairs(jobs, "autoneb").items() if len(set(p.split("-"))) == 1}
+    cross = {p: list(v.values()) for p, v in _pairs(jobs, "autoneb").items() if len(set(p.split("-"))) == 1}
     if cross:
         evidence += f". {_CROSS}: " + "; ".join(
             f"{p} {_cell(v)}" for p, v in sorted(cross.items()))
@@ -405,102 +438,142 @@ def claim_curved(jobs: list[Job]) -> tuple[str, str, list[str]]:
     return _combine(*verdicts), evidence, settle
 
 
-def _projection_dims(jobs: list[Job], optimizer: str) -> list[float]:
-    """d_int90 of every (model, projection seed) search of ``optimizer`` that reached the target."""
-    out = []
-    for rec in probe_records(jobs, "intrinsic_dim"):
-        if rec.get("optimizer") == optimizer:
-            for search in (rec.get("result") or {}).get("per_seed") or []:
-                if isinstance(search, dict) and search.get("d_int90") is not None:
-                    out.append(float(search["d_int90"]))
-    return out
+@dataclass
+class _Model:
+    """One trained model's intrinsic-dimension searches (one record; see :func:`_intrinsic_models`)."""
+
+    upper: float | None  # d_int90: mean over the projection seeds that reached the target
+    lower: float | None  # mean bracket lower end; a missed model: the largest d tried
+    bound: bool          # no projection seed reached the target
+    reached: float       # fraction of projection seeds that reached it
+    searches: list[Bracket]
+    epochs: Any          # the subspace budget in passes over the data
+
+    @property
+    def budget_bound(self) -> bool:
+        return any(b.budget_bound for b in self.searches)
 
 
-def _intrinsic_models(jobs: list[Job]) -> dict[str, dict[int, tuple[float, bool, float]]]:
-    """``{optimizer: {seed: (d, bound, reached_90)}}``: a model's d_int90, or, where none of its
-    projection seeds reached the target, the largest d tried with ``bound`` True (its d_int90
-    lies above it, for the probe's budget). Of several records of one model, one that reached
-    the target wins, then the higher bound."""
-    out: dict[str, dict[int, tuple[float, bool, float]]] = defaultdict(dict)
+def _intrinsic_models(jobs: list[Job]) -> dict[str, dict[int, _Model]]:
+    """``{optimizer: {seed: model}}``. Of several records of one model, one that reached the
+    target wins, then the higher bound."""
+    out: dict[str, dict[int, _Model]] = defaultdict(dict)
     for rec in probe_records(jobs, "intrinsic_dim"):
-        sc = rec.get("scalars") or {}
+        sc, result = rec.get("scalars") or {}, rec.get("result") or {}
         d, d_max = scalar_value(sc, "d_int90"), scalar_value(sc, "d_max")
         reached = scalar_value(sc, "reached_90")
         reached = math.nan if reached is None else reached
+        searches = brackets(result) if "target_acc" in result else []
+        hit = [b for b in searches if b.d_int90 is not None]
         if d is not None and math.isfinite(d):
-            entry = (d, False, reached)
+            # the crossing's lower end is unknown where a search reached the target at its first d
+            lower = (statistics.fmean(b.d_below for b in hit)
+                     if hit and all(b.d_below is not None for b in hit) else None)
+            entry = _Model(d, lower, False, reached, searches, result.get("epochs"))
         elif d is not None and math.isnan(d) and d_max is not None and math.isfinite(d_max):
-            entry = (d_max, True, reached)
+            entry = _Model(None, d_max, True, reached, searches, result.get("epochs"))
         else:
             continue  # no value and no bound (e.g. a record without d_max)
         opt, seed = rec.get("optimizer", "?"), int(rec.get("seed", 0))
         old = out[opt].get(seed)
-        if old is None or (old[1] and (not entry[1] or entry[0] > old[0])) or (not old[1] and not entry[1]):
+        if old is None or (old.bound and (not entry.bound or entry.lower > old.lower)) or (
+                not old.bound and not entry.bound):
             out[opt][seed] = entry
     return dict(out)
 
 
+def _spread(models: Sequence[_Model], per_model: Sequence[float | None],
+            per_search: Sequence[float]) -> tuple[float, float, str]:
+    """Mean over models, and the larger of the s.e. over models and over every search (two models
+    can share a grid point while their projection seeds differ), with what it is over."""
+    m, se, n = _stats(per_model)
+    _, se_search, n_search = _stats(per_search)
+    if math.isfinite(se) and math.isfinite(se_search) and se_search > se:
+        return m, se_search, f"{n_search} searches"
+    return m, se, f"{n} models"
+
+
 def claim_intrinsic(jobs: list[Job]) -> tuple[str, str, list[str]]:
-    # A model none of whose projection seeds reached the target has no d_int90, only the lower
-    # bound "above the largest d tried". Counted at its bound, the mean and its 2-s.e. margin
-    # understate the truth: they can support "sizeable" but never contradict it, and neither can
-    # a model whose d_int90 averages only the seeds that reached (the others lie higher).
+    # Each search brackets the crossing: (d_below, d_int90]. "Sizeable" is supported only by the
+    # lower ends, contradicted only by the upper ends. A model none of whose projection seeds
+    # reached the target counts at the largest d tried, a lower end without an upper one. And
+    # a lower end bounds the intrinsic dimension only where its run stopped on its own: a run
+    # that used its whole budget still improving might reach the target with a longer one.
     models = _intrinsic_models(jobs)
     if not models:
         return "no data", "", ["probe=intrinsic_dim"]
     n_params = next((int(s["n_params"]) for s in trainings(jobs) if s.get("n_params")), None)
+    line = SIZEABLE_FRACTION * n_params if n_params else math.nan
     verdicts: list[tuple[str, list[str]]] = []  # (verdict, what would settle it) per optimizer
     parts = []
+    budget_bound: dict[str, list[str]] = {}  # {budget: optimizers} (one "settle" item each)
     for opt in sorted(models, key=_rank):
         entries = list(models[opt].values())
-        values = [d for d, bound, _ in entries if not bound]
-        bounds = [d for d, bound, _ in entries if bound]
-        every_seed = all(r == 1 for *_, r in entries)
-        m, se, n = _stats(values + bounds)
-        # two models can share a d_int90 (the search's grid) while their projection seeds differ
-        _, se_projection, n_projection = _stats(_projection_dims(jobs, opt))
-        over = "models"
-        if math.isfinite(se) and math.isfinite(se_projection) and se_projection > se:
-            se, n, over = se_projection, n_projection, "searches"
-        margin = 2 * se if math.isfinite(se) else math.inf  # one seed: no interval
-        far = min(values + bounds) > 10 * 15
-        line = SIZEABLE_FRACTION * n_params if n_params else math.nan
-        note = _marginal(m - line, se, n) if far and math.isfinite(line) else ""
-        more = [f"{_MORE_SEEDS}{opt} d_int90 vs {line:,.0f} is {note}"] if note else []
-        below = not far or m + margin < line
+        n = len(entries)  # the degrees of freedom count trained models, not searches within one
+        searches = [b for e in entries for b in e.searches]
+        uppers = [e.upper for e in entries if not e.bound]
+        lowers = [e.lower for e in entries]
+        m_hi, se_hi, over_hi = _spread(entries, uppers, [b.d_int90 for b in searches if b.d_int90 is not None])
+        known = all(v is not None for v in lowers)
+        m_lo, se_lo, over_lo = _spread(entries, lowers if known else [],
+                                       [b.d_below for b in searches if b.d_below is not None])
+        budget = [b for b in searches if b.budget_bound]
+        epochs = sorted({str(e.epochs) for e in entries if e.epochs is not None})
+        every_seed = all(e.reached == 1 for e in entries)
+        missed = any(e.bound for e in entries)
         if n_params is None:
             verdicts.append(("not resolved", ["the parameter count (train_summary.json n_params)"]))
-        elif far and m - margin >= line:
-            verdicts.append(("supported", more))
-        elif below and not bounds and every_seed:
-            verdicts.append(("contradicted", more if far else []))
-        elif below or (bounds and not values):
-            # (toward) the line, but some searches missed the target: their d_int90 lie higher
+        elif known and not budget and min(lowers) > 10 * 15 and m_lo - 2 * se_lo >= line:
+            note = _marginal(m_lo - line, se_lo, n)
+            verdicts.append(("supported", [f"{_MORE_SEEDS}{opt} bracket lower ends vs {line:,.0f} is {note}"]
+                             if note else []))
+        elif not missed and every_seed and (min(uppers) <= 10 * 15 or m_hi + 2 * se_hi < line):
+            note = _marginal(m_hi - line, se_hi, n) if min(uppers) > 10 * 15 else ""
+            verdicts.append(("contradicted", [f"{_MORE_SEEDS}{opt} d_int90 vs {line:,.0f} is {note}"]
+                             if note else []))
+        elif budget:
+            verdicts.append(("not resolved", []))
+            budget_bound.setdefault("/".join(epochs) or "?", []).append(opt)
+        elif missed or not every_seed:
             verdicts.append(("not resolved", [f"{opt}: every projection seed reaching the target "
                                               "(a larger probe.d_max or probe.epochs)"]))
+        elif not known:
+            verdicts.append(("not resolved", [f"{opt}: the searches' brackets (the result's per_seed and runs)"]))
         else:
             # one trained model has no spread across models, which projection seeds cannot give
-            more_what = "more projection seeds or trained seeds" if len(entries) > 1 else ">= 2 trained seeds"
-            verdicts.append(("not resolved", [f"{opt}: {more_what}"]))
-        frac = f", {m / n_params:.2%} of {n_params:,} parameters" if n_params else ""
-        used = f", s.e. {se:,.0f} over {n} {over}" if math.isfinite(se) else ""
-        if bounds:
-            missed = (f"{len(bounds)} of {len(entries)} models missed the target (above "
-                      f"{', '.join(f'{b:,.0f}' for b in sorted(bounds))}, the largest d tried)")
-            text = f"{opt} d_int90 {_cell(values + bounds)} counting those at that d{frac}{used}"
-            text = f"{opt}: {missed}; " + text[len(opt) + 1:]
-        else:
-            text = f"{opt} d_int90 {_cell(values)}{frac}{used}"
+            verdicts.append(("not resolved", [f"{opt}: {'more projection seeds or trained seeds' if n > 1 else '>= 2 trained seeds'}"]))
+        frac = f", {m_hi / n_params:.2%} of {n_params:,} parameters" if n_params and uppers else ""
+        text = f"{opt} d_int90 {_cell(uppers) if uppers else 'not reached'}{frac}"
+        if math.isfinite(se_hi):
+            text += f", s.e. {se_hi:,.0f} over {over_hi}"
+        if missed:
+            bounds = sorted(e.lower for e in entries if e.bound)
+            text = (f"{opt}: {len(bounds)} of {n} models missed the target (above "
+                    f"{', '.join(f'{b:,.0f}' for b in bounds)}, the largest d tried); " + text[len(opt) + 1:])
+        if known:
+            text += f"; crossing above {_cell(lowers)} (bracket lower ends"
+            text += f", s.e. {se_lo:,.0f} over {over_lo})" if math.isfinite(se_lo) else ")"
+        if searches:
+            text += (f"; budget-bound: {len(budget)} of {len(searches)} searches at "
+                     f"{'/'.join(epochs) or '?'} epochs")
         parts.append(text + f" (fraction of projection seeds reaching the target: "
-                     f"{_cell([r for *_, r in entries])})")
+                     f"{_cell([e.reached for e in entries])})")
+    for epochs, opts in budget_bound.items():
+        verdicts.append(("not resolved", [
+            f"{', '.join(opts)}: a subspace budget at which the runs just below d_int90 stop on "
+            f"their own (probe.epochs above {epochs}): they used all of theirs still below the "
+            "target, so d_int90 bounds the intrinsic dimension only from above"]))
     # a claim about the setup: one optimizer's models cannot settle it for the others
     missing = [o for o in sorted({j.optimizer for j in jobs}, key=_rank) if o not in models]
     if missing:
         verdicts.append(("not resolved", [f"probe=intrinsic_dim for {', '.join(missing)}"]))
     verdict, settle = _merge(*verdicts)
     return (verdict, "; ".join(parts) + f" (sizeable: >= {SIZEABLE_FRACTION:.0%} of the "
-            "parameters beyond 2 s.e., the larger of the one over models and the one over every "
-            "projection seed's search; far from 15: every seed > 150)", settle)
+            "parameters beyond 2 s.e.: supported by the searches' lower ends (d_below, where the "
+            "run there stopped on its own), contradicted by their upper ends (d_int90); s.e. the "
+            "larger of the one over models and the one over every search; far from 15: every "
+            "seed > 150; budget-bound: the run below d_int90 used its whole budget still below "
+            "the target)", settle)
 
 
 CLAIMS: list[tuple[str, Callable[[list[Job]], tuple[str, str, list[str]]]]] = [
@@ -521,7 +594,8 @@ def findings_section(jobs: list[Job]) -> str:
     """The report's "Findings" section: one row per claim (verdict, numbers, what would settle it)."""
     lines = ["## Findings\n",
              "Each claim of earlier analyses of this setup, checked against this sweep's seeds "
-             "(rules: `losslands.report.findings`; a difference counts beyond 2 standard errors).\n",
+             "(rules: `losslands.report.findings`; a difference, paired by seed, counts beyond 2 "
+             "standard errors).\n",
              "| # | claim | verdict | numbers (mean ± std over seeds) | what would settle it |",
              "|---|---|---|---|---|"]
     for i, (claim, check) in enumerate(CLAIMS, 1):
