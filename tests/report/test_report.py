@@ -119,6 +119,26 @@ def test_a_training_that_ended_differently_in_two_folders_is_listed(tmp_path):
     assert "## Failed or unreadable" not in write_report(tmp_path).read_text()
 
 
+def test_coverage_names_a_result_from_weights_that_were_not_reproduced_and_prices_its_redo(tmp_path):
+    from losslands.report.write import coverage_table
+
+    _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0), ("sgd", 1): (0.6, 12.0)})
+    stale = tmp_path / "9_sgd-s0-surface"  # sgd seed 0's surface, from other weights
+    write_json(stale / "train_summary.json",
+               {"status": "completed", "hash": "hsgd0", "config": {"optimizer": {"name": "sgd"}, "seed": 0},
+                "final": _final(tmp_path / "0_sgd-s0-eval") | {"val/acc": 0.51}})
+    write_json(stale / "probes" / "surface.json", {
+        "probe": "surface", "status": "completed", "optimizer": "sgd", "seed": 0, "probe_key": "s",
+        "scalars": {"loss_center": 1.0}, "result": {}, "seconds": 60.0})
+    with pytest.warns(UserWarning, match="1 jobs or files"):
+        text = write_report(tmp_path).read_text()
+    assert "| surface | 1/2 (no seed 1; seed 0 not reproduced) |" in text
+    assert "To finish: 2 jobs" in text and "surface 2 x 1.0 min" in text
+    jobs = load_sweep(tmp_path)
+    assert "| eval | 2/2 |" in coverage_table(jobs)  # nothing stale: nothing to redo
+    assert "| eval | 2/2 (seed 0 not reproduced) |" in coverage_table(jobs, frozenset({tmp_path / "0_sgd-s0-eval"}))
+
+
 def test_failed_probe_is_listed(tmp_path):
     _fake_sweep(tmp_path, {("sgd", 0): (0.5, 10.0)})
     write_json(tmp_path / "9_sgd-s0-noise" / "train_summary.json",

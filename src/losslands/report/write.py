@@ -119,10 +119,12 @@ def _seeds_and_optimizers(jobs: list[Job]) -> tuple[list[int], list[str]]:
     return sorted({j.seed for j in jobs}), opts
 
 
-def coverage_table(jobs: list[Job]) -> str:
+def coverage_table(jobs: list[Job], stale: frozenset[Path] = frozenset()) -> str:
     """Per probe and optimizer, how many of the sweep's seeds have a completed result, and which
     are missing: what a partial sweep still lacks. Pairwise probes between two seeds of one
-    optimizer (the cross-seed baseline) get their own rows."""
+    optimizer (the cross-seed baseline) get their own rows. A result only from a job folder in
+    ``stale`` (``not reproduced``: other weights than the sweep's) counts, is named, and is priced
+    as a job still to run."""
     seeds, opts = _seeds_and_optimizers(jobs)
     have: dict[str, dict[str, set[int]]] = {"training": defaultdict(set)}
     seconds: dict[str, list[float]] = defaultdict(list)  # wall time of each finished job, per row
@@ -137,16 +139,25 @@ def coverage_table(jobs: list[Job]) -> str:
             have.setdefault(row, defaultdict(set))[rec.get("optimizer", "?")].add(int(rec.get("seed", 0)))
             if isinstance(rec.get("seconds"), int | float):
                 seconds[row].append(float(rec["seconds"]))
+    cells_of = defaultdict(set)  # {(row, optimizer, seed): whether each folder holding it is stale}
+    for j in jobs:
+        for probe, rec in j.probes.items():
+            if rec.get("status") == "completed":
+                row = f"{probe} (cross-seed)" if is_cross_seed(rec) else probe
+                cells_of[(row, rec.get("optimizer", "?"), int(rec.get("seed", 0)))].add(j.path in stale)
+    redo = {cell for cell, flags in cells_of.items() if flags == {True}}
     lines = ["| | " + " | ".join(opts) + " |", "|---|" + "---|" * len(opts)]
     to_run: dict[str, int] = {}
     for row, by_opt in have.items():
         cells = []
         for o in opts:
             missing = [str(s) for s in seeds if s not in by_opt.get(o, set())]
-            cell = f"{len(seeds) - len(missing)}/{len(seeds)}"
-            cells.append(cell + (f" (no seed {', '.join(missing)})" if missing else ""))
-            if missing:
-                to_run[row] = to_run.get(row, 0) + len(missing)
+            again = [str(s) for s in seeds if (row, o, s) in redo]
+            notes = ([f"no seed {', '.join(missing)}"] if missing else []) + (
+                [f"seed {', '.join(again)} not reproduced"] if again else [])
+            cells.append(f"{len(seeds) - len(missing)}/{len(seeds)}" + (f" ({'; '.join(notes)})" if notes else ""))
+            if missing or again:
+                to_run[row] = to_run.get(row, 0) + len(missing) + len(again)
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n" + _to_finish(to_run, seconds)
 
@@ -253,7 +264,7 @@ def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str 
 
     md.append(findings_section(jobs))
     md += ["## Coverage\n", f"Completed results per optimizer, of the sweep's seeds {seeds}.\n",
-           coverage_table(jobs)]
+           coverage_table(jobs, frozenset(sweep_dir / p.job for p in problems if p.status == "not reproduced"))]
     tables: dict[str, dict] = {}
     text, tables["training"] = training_table(jobs)
     md += ["## Training\n", text]
