@@ -449,10 +449,6 @@ class _Model:
     searches: list[Bracket]
     epochs: Any          # the subspace budget in passes over the data
 
-    @property
-    def budget_bound(self) -> bool:
-        return any(b.budget_bound for b in self.searches)
-
 
 def _intrinsic_models(jobs: list[Job]) -> dict[str, dict[int, _Model]]:
     """``{optimizer: {seed: model}}``. Of several records of one model, one that reached the
@@ -482,8 +478,7 @@ def _intrinsic_models(jobs: list[Job]) -> dict[str, dict[int, _Model]]:
     return dict(out)
 
 
-def _spread(models: Sequence[_Model], per_model: Sequence[float | None],
-            per_search: Sequence[float]) -> tuple[float, float, str]:
+def _spread(per_model: Sequence[float | None], per_search: Sequence[float]) -> tuple[float, float, str]:
     """Mean over models, and the larger of the s.e. over models and over every search (two models
     can share a grid point while their projection seeds differ), with what it is over."""
     m, se, n = _stats(per_model)
@@ -513,9 +508,9 @@ def claim_intrinsic(jobs: list[Job]) -> tuple[str, str, list[str]]:
         searches = [b for e in entries for b in e.searches]
         uppers = [e.upper for e in entries if not e.bound]
         lowers = [e.lower for e in entries]
-        m_hi, se_hi, over_hi = _spread(entries, uppers, [b.d_int90 for b in searches if b.d_int90 is not None])
+        m_hi, se_hi, over_hi = _spread(uppers, [b.d_int90 for b in searches if b.d_int90 is not None])
         known = all(v is not None for v in lowers)
-        m_lo, se_lo, over_lo = _spread(entries, lowers if known else [],
+        m_lo, se_lo, over_lo = _spread(lowers if known else [],
                                        [b.d_below for b in searches if b.d_below is not None])
         budget = [b for b in searches if b.budget_bound]
         epochs = sorted({str(e.epochs) for e in entries if e.epochs is not None})
