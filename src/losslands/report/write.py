@@ -119,6 +119,11 @@ def _seeds_and_optimizers(jobs: list[Job]) -> tuple[list[int], list[str]]:
     return sorted({j.seed for j in jobs}), opts
 
 
+def _coverage_row(probe: str, rec: dict[str, Any]) -> str:
+    """A record's coverage row: the probe, or its cross-seed baseline."""
+    return f"{probe} (cross-seed)" if is_cross_seed(rec) else probe
+
+
 def coverage_table(jobs: list[Job], stale: frozenset[Path] = frozenset()) -> str:
     """Per probe and optimizer, how many of the sweep's seeds have a completed result, and which
     are missing: what a partial sweep still lacks. Pairwise probes between two seeds of one
@@ -135,7 +140,7 @@ def coverage_table(jobs: list[Job], stale: frozenset[Path] = frozenset()) -> str
                 seconds["training"].append(float(s["train_seconds"]))
     for probe in available_probes():
         for rec in probe_records(jobs, probe):
-            row = f"{probe} (cross-seed)" if is_cross_seed(rec) else probe
+            row = _coverage_row(probe, rec)
             have.setdefault(row, defaultdict(set))[rec.get("optimizer", "?")].add(int(rec.get("seed", 0)))
             if isinstance(rec.get("seconds"), int | float):
                 seconds[row].append(float(rec["seconds"]))
@@ -143,8 +148,7 @@ def coverage_table(jobs: list[Job], stale: frozenset[Path] = frozenset()) -> str
     for j in jobs:
         for probe, rec in j.probes.items():
             if rec.get("status") == "completed":
-                row = f"{probe} (cross-seed)" if is_cross_seed(rec) else probe
-                cells_of[(row, rec.get("optimizer", "?"), int(rec.get("seed", 0)))].add(j.path in stale)
+                cells_of[(_coverage_row(probe, rec), rec.get("optimizer", "?"), int(rec.get("seed", 0)))].add(j.path in stale)
     redo = {cell for cell, flags in cells_of.items() if flags == {True}}
     lines = ["| | " + " | ".join(opts) + " |", "|---|" + "---|" * len(opts)]
     to_run: dict[str, int] = {}
