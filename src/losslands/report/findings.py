@@ -25,6 +25,9 @@ that a verdict means the same in every report:
   2 s.e. (which needs both baselines: a missing one could be the smaller). A baseline counts from
   2 seed pairs; its pairs ``(s, s + 1 mod 3)`` share models, so its s.e. treats dependent values
   as independent. AutoNEB's baseline is shown beside its pairs; claim 6 asks for connection only.
+- **Predicts better** (one quantity tracks val acc more closely than another): Williams' t for
+  two correlations that share one variable, over all models and again within optimizers; it
+  counts when both are beyond the t threshold in the same direction (:func:`_predicts_better`).
 - **Sizeable fraction** (intrinsic dimension): at least :data:`SIZEABLE_FRACTION` of the
   parameters, beyond 2 standard errors. Each search brackets the crossing, ``(d_below,
   d_int90]`` (:func:`losslands.probes.intrinsic_dim.brackets`): the lower ends can support the
@@ -295,36 +298,71 @@ def claim_noise(jobs: list[Job]) -> tuple[str, str, list[str]]:
     v1, e1, s1 = _order(ratio, "adamw", larger=False, metric="lambda_C/lambda_H")
     acc, _ = _training(jobs)
     lam = _per_seed(jobs, "lanczos", "lambda_max")
-    r_ratio, n1 = _correlation(ratio, acc)
-    r_lam, n2 = _correlation(lam, acc)
-    if n1 < 4 or n2 < 4:
-        v2, e2 = "no data", "too few models with both numbers to correlate"
-        s2 = ["noise ratio, lambda_max and val acc on >= 4 models"]
-    else:
-        # Fisher z of the difference between the two correlations' magnitudes (dependent
-        # correlations are treated as independent here: a conservative-enough screen at n = 9)
-        se = math.sqrt(1 / (n1 - 3) + 1 / (n2 - 3))
-        z = (math.atanh(min(abs(r_ratio), 0.999)) - math.atanh(min(abs(r_lam), 0.999))) / se
-        v2 = "supported" if z > 2 else "contradicted" if z < -2 else "not resolved"
-        e2 = (f"Pearson r with val acc over {n1} models: ratio {r_ratio:+.2f}, lambda_max "
-              f"{r_lam:+.2f} (difference of |r| in Fisher z: {z:+.2f})")
-        s2 = [] if v2 != "not resolved" else ["many more models (seeds, optimizers, learning rates) to "
-                                              "separate the two correlations"]
+    v2, e2, s2 = _predicts_better(ratio, lam, acc)
     verdict, settle = _merge((v1, s1), (v2, s2))
     return verdict, ". ".join(x for x in (e1 and f"lambda_C/lambda_H: {e1}", e2) if x), settle
 
 
-def _correlation(x: Values, y: Values) -> tuple[float, int]:
-    pairs = [(x[o][s], y[o][s]) for o in x if o in y for s in x[o] if s in y[o]]
-    pairs = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
-    n = len(pairs)
-    if n < 3:
-        return math.nan, n
-    mx, my = sum(a for a, _ in pairs) / n, sum(b for _, b in pairs) / n
-    sxy = sum((a - mx) * (b - my) for a, b in pairs)
-    sxx = sum((a - mx) ** 2 for a, _ in pairs)
-    syy = sum((b - my) ** 2 for _, b in pairs)
-    return (sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else math.nan), n
+def _predicts_better(a: Values, b: Values, y: Values) -> tuple[str, str, list[str]]:
+    """Does ``a`` track ``y`` more closely than ``b`` does (larger ``|r|``)?
+
+    Williams' t for two correlations that share ``y`` (Steiger 1980), over every model and again
+    within optimizers (each value centred on its optimizer's mean, ``g - 1`` more degrees of
+    freedom spent). The models form one cluster per optimizer, so the test over all of them
+    mostly compares optimizers; a verdict needs both tests beyond t in the same direction.
+    """
+    models = [(o, s) for o in y for s in y[o] if o in a and s in a[o] and o in b and s in b[o]
+              and all(math.isfinite(v) for v in (a[o][s], b[o][s], y[o][s]))]
+    groups = {o for o, _ in models}
+    if len(models) < 4:
+        return ("no data", "too few models with both numbers to correlate",
+                ["noise ratio, lambda_max and val acc on >= 4 models"])
+    cols = [[v[o][s] for o, s in models] for v in (y, a, b)]
+    pooled = _williams(*cols)
+    centred = []
+    for c in cols:
+        means = {g: statistics.fmean(x for x, (o, _) in zip(c, models, strict=True) if o == g) for g in groups}
+        centred.append([x - means[o] for x, (o, _) in zip(c, models, strict=True)])
+    within = _williams(*centred, spent=len(groups) - 1)
+    texts, signs = [], []
+    for name, (r_a, r_b, t, df) in (("over", pooled), ("within optimizers,", within)):
+        if df < 1 or not math.isfinite(t):
+            texts.append(f"{name} {len(models)} models: too few to test")
+            signs.append(0)
+            continue
+        texts.append(f"{name} {len(models)} models: r {r_a:+.2f} vs {r_b:+.2f}, Williams t {t:+.2f} "
+                     f"({df} df, needs {_t975(df):.3g})")
+        signs.append(1 if t >= _t975(df) else -1 if t <= -_t975(df) else 0)
+    evidence = "Pearson r with val acc, ratio vs lambda_max, " + "; ".join(texts)
+    if signs[0] == signs[1] != 0:
+        return ("supported" if signs[0] > 0 else "contradicted"), evidence, []
+    return "not resolved", evidence, ["many more models (seeds, optimizers, learning rates) to "
+                                      "separate the two correlations"]
+
+
+def _williams(y: Sequence[float], a: Sequence[float], b: Sequence[float],
+              spent: int = 0) -> tuple[float, float, float, int]:
+    """``(r_ya, r_yb, t, df)``: Williams' t of ``|r_ya| - |r_yb|`` (Steiger 1980, eq. 7), with
+    ``n - 3 - spent`` degrees of freedom (``spent``: means removed beyond the overall one)."""
+    n = len(y) - spent
+    r_a, r_b, r_ab = _r(y, a), _r(y, b), _r(a, b)
+    if n <= 3 or not all(math.isfinite(r) for r in (r_a, r_b, r_ab)):
+        return r_a, r_b, math.nan, n - 3
+    # orient a and b so that both correlate positively with y: the test compares magnitudes
+    r12, r13, r23 = abs(r_a), abs(r_b), r_ab * math.copysign(1, r_a) * math.copysign(1, r_b)
+    det = 1 - r12**2 - r13**2 - r23**2 + 2 * r12 * r13 * r23
+    mean = (r12 + r13) / 2
+    denom = 2 * (n - 1) / (n - 3) * det + mean**2 * (1 - r23) ** 3
+    t = (r12 - r13) * math.sqrt((n - 1) * (1 + r23) / denom) if denom > 0 else math.nan
+    return r_a, r_b, t, n - 3
+
+
+def _r(x: Sequence[float], y: Sequence[float]) -> float:
+    mx, my = statistics.fmean(x), statistics.fmean(y)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True))
+    sxx = sum((a - mx) ** 2 for a in x)
+    syy = sum((b - my) ** 2 for b in y)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else math.nan
 
 
 def _connected(values: Sequence[float]) -> str:
