@@ -471,6 +471,23 @@ def test_williams_t_holds_its_level(n, r_ab, groups, low, high):
     assert low < _williams_rejections(n, r_ab, groups) < high
 
 
+def test_williams_t_literal_value_and_orientation():
+    # r12 = 0.6, r13 = 0.2, r23 = 0.5, n = 20: |R| = 0.47, mean 0.4,
+    # t = 0.4 sqrt(19 x 1.5 / (2 x 19/17 x 0.47 + 0.16 x 0.125)) = 2.06382
+    assert findings.williams_t(0.6, 0.2, 0.5, 20) == pytest.approx(2.06382, abs=1e-5)
+    rng = np.random.default_rng(3)
+    y, a, b = rng.normal(size=(3, 12)).tolist()
+    a = [u + 0.8 * v for u, v in zip(a, y, strict=True)]
+    b = [u - 0.3 * v for u, v in zip(b, y, strict=True)]  # negatively correlated with y
+    r_a, r_b, t, df = findings._williams(y, a, b)
+    assert r_a > 0 > r_b and df == 9
+    assert t == pytest.approx(findings.williams_t(abs(r_a), abs(r_b), -findings._r(a, b), 12), rel=1e-12)
+    # flipping either predictor's sign changes nothing: the test compares |r|
+    assert findings._williams(y, [-v for v in a], b)[2] == pytest.approx(t, rel=1e-12)
+    assert findings._williams(y, a, [-v for v in b])[2] == pytest.approx(t, rel=1e-12)
+    assert findings._williams(y, b, a)[2] == pytest.approx(-t, rel=1e-12)
+
+
 def test_claim_4_needs_the_pooled_and_within_optimizer_tests_to_agree():
     rng = np.random.default_rng(1)
     acc = {o: [0.6 + 0.05 * k + 0.01 * x for x in rng.normal(size=3)] for k, o in enumerate(OPTS)}

@@ -122,6 +122,8 @@ def _marginal(d: float, se: float, n: int) -> str:
 def _t975(df: int) -> float:
     """The threshold a difference must reach in s.e.: t with ``df`` degrees of freedom up to the
     table's end, 2 beyond it (where the two differ by < 11%)."""
+    if df < 1:
+        raise ValueError(f"t needs >= 1 degree of freedom, got {df}")
     return _T975[df - 1] if df <= len(_T975) else 2.0
 
 
@@ -303,7 +305,8 @@ def claim_noise(jobs: list[Job]) -> tuple[str, str, list[str]]:
     return verdict, ". ".join(x for x in (e1 and f"lambda_C/lambda_H: {e1}", e2) if x), settle
 
 
-def _predicts_better(a: Values, b: Values, y: Values) -> tuple[str, str, list[str]]:
+def _predicts_better(a: Values, b: Values, y: Values,
+                     names: tuple[str, str] = ("ratio", "lambda_max")) -> tuple[str, str, list[str]]:
     """Does ``a`` track ``y`` more closely than ``b`` does (larger ``|r|``)?
 
     Williams' t for two correlations that share ``y`` (Steiger 1980), over every model and again
@@ -327,13 +330,14 @@ def _predicts_better(a: Values, b: Values, y: Values) -> tuple[str, str, list[st
     texts, signs = [], []
     for name, (r_a, r_b, t, df) in (("over", pooled), ("within optimizers,", within)):
         if df < 1 or not math.isfinite(t):
-            texts.append(f"{name} {len(models)} models: too few to test")
+            why = "too few to test" if df < 1 else "no spread to test"
+            texts.append(f"{name} {len(models)} models: {why}")
             signs.append(0)
             continue
         texts.append(f"{name} {len(models)} models: r {r_a:+.2f} vs {r_b:+.2f}, Williams t {t:+.2f} "
                      f"({df} df, needs {_t975(df):.3g})")
         signs.append(1 if t >= _t975(df) else -1 if t <= -_t975(df) else 0)
-    evidence = "Pearson r with val acc, ratio vs lambda_max, " + "; ".join(texts)
+    evidence = f"Pearson r with val acc, {names[0]} vs {names[1]}, " + "; ".join(texts)
     if signs[0] == signs[1] != 0:
         return ("supported" if signs[0] > 0 else "contradicted"), evidence, []
     return "not resolved", evidence, ["many more models (seeds, optimizers, learning rates) to "
@@ -342,19 +346,24 @@ def _predicts_better(a: Values, b: Values, y: Values) -> tuple[str, str, list[st
 
 def _williams(y: Sequence[float], a: Sequence[float], b: Sequence[float],
               spent: int = 0) -> tuple[float, float, float, int]:
-    """``(r_ya, r_yb, t, df)``: Williams' t of ``|r_ya| - |r_yb|`` (Steiger 1980, eq. 7), with
-    ``n - 3 - spent`` degrees of freedom (``spent``: means removed beyond the overall one)."""
+    """``(r_ya, r_yb, t, df)``: Williams' t of ``|r_ya| - |r_yb|`` on data, with ``n - 3 - spent``
+    degrees of freedom (``spent``: means removed beyond the overall one)."""
     n = len(y) - spent
     r_a, r_b, r_ab = _r(y, a), _r(y, b), _r(a, b)
     if n <= 3 or not all(math.isfinite(r) for r in (r_a, r_b, r_ab)):
         return r_a, r_b, math.nan, n - 3
     # orient a and b so that both correlate positively with y: the test compares magnitudes
-    r12, r13, r23 = abs(r_a), abs(r_b), r_ab * math.copysign(1, r_a) * math.copysign(1, r_b)
+    t = williams_t(abs(r_a), abs(r_b), r_ab * math.copysign(1, r_a) * math.copysign(1, r_b), n)
+    return r_a, r_b, t, n - 3
+
+
+def williams_t(r12: float, r13: float, r23: float, n: int) -> float:
+    """Williams' t for ``r12 - r13``, two correlations that share variable 1, from ``n``
+    observations, ``n - 3`` degrees of freedom (Steiger 1980, Psychological Bulletin 87, eq. 7)."""
     det = 1 - r12**2 - r13**2 - r23**2 + 2 * r12 * r13 * r23
     mean = (r12 + r13) / 2
     denom = 2 * (n - 1) / (n - 3) * det + mean**2 * (1 - r23) ** 3
-    t = (r12 - r13) * math.sqrt((n - 1) * (1 + r23) / denom) if denom > 0 else math.nan
-    return r_a, r_b, t, n - 3
+    return (r12 - r13) * math.sqrt((n - 1) * (1 + r23) / denom) if denom > 0 else math.nan
 
 
 def _r(x: Sequence[float], y: Sequence[float]) -> float:
