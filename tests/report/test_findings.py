@@ -327,6 +327,8 @@ def test_the_intrinsic_dimension_margin_includes_the_projection_seed_spread():
     verdict, evidence, settle = findings.claim_intrinsic(jobs)
     assert verdict == "not resolved" and "sgd: every projection seed reaching the target" in settle[0]
     assert "crossing above 12,000 ± 0 (n=2) (bracket lower ends, s.e. 3,373 over 6 searches)" in evidence
+    assert ("; 2 of 6 searches missed the target even at the largest d tried (20,000), so d_int90 "
+            "and the lower ends average the others;") in evidence
     # lower ends 13,000 and 15,000 (and 15,000): 4,000 above the line at s.e. 422 over six
     # searches, beyond 2 s.e. but inside t with 1 df (two trained models, not six searches)
     _searches(jobs, [16_250, 18_750])

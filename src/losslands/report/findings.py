@@ -588,6 +588,13 @@ def claim_intrinsic(jobs: list[Job]) -> tuple[str, str, list[str]]:
         text = f"{opt} d_int90 {_cell(uppers) if uppers else 'not reached'}{frac}"
         if math.isfinite(se_hi):
             text += f", s.e. {se_hi:,.0f} over {over_hi}"
+        # a model's d_int90 averages the projection seeds that reached the target: say so where
+        # some did not, since their crossings lie above every d they tried
+        partial = [b for e in entries if not e.bound for b in e.searches if b.d_int90 is None]
+        if partial:
+            tried = ", ".join(f"{d:,.0f}" for d in sorted({b.d_below for b in partial if b.d_below}))
+            text += (f"; {len(partial)} of {len(searches)} searches missed the target even at the "
+                     f"largest d tried ({tried}), so d_int90 and the lower ends average the others")
         if missed:
             bounds = sorted(e.lower for e in entries if e.bound)
             text = (f"{opt}: {len(bounds)} of {n} models missed the target (above "
