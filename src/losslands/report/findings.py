@@ -306,7 +306,7 @@ def claim_noise(jobs: list[Job]) -> tuple[str, str, list[str]]:
 
 
 def _predicts_better(a: Values, b: Values, y: Values,
-                     names: tuple[str, str] = ("ratio", "lambda_max")) -> tuple[str, str, list[str]]:
+                     names: tuple[str, str] = ("noise ratio", "lambda_max")) -> tuple[str, str, list[str]]:
     """Does ``a`` track ``y`` more closely than ``b`` does (larger ``|r|``)?
 
     Williams' t for two correlations that share ``y`` (Steiger 1980), over every model and again
@@ -319,7 +319,7 @@ def _predicts_better(a: Values, b: Values, y: Values,
     groups = {o for o, _ in models}
     if len(models) < 4:
         return ("no data", "too few models with both numbers to correlate",
-                ["noise ratio, lambda_max and val acc on >= 4 models"])
+                [f"{names[0]}, {names[1]} and val acc on >= 4 models"])
     cols = [[v[o][s] for o, s in models] for v in (y, a, b)]
     pooled = _williams(*cols)
     centred = []
