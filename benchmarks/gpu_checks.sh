@@ -11,8 +11,12 @@ export PYTHONUNBUFFERED=1
 W="sgd=$SGD momentum=$MOMENTUM adamw=$ADAMW"
 step() { echo "### $1 ($(date +%T))"; }
 step vs_n
+# --out: the subsets already measured (VS_N_ROWS, e.g. benchmarks/results/vs_n_cpu.jsonl) are
+# copied in and kept; only the missing ones are computed, and all come back in $OUT/vs_n.jsonl
+ROWS=$OUT/vs_n.jsonl
+if [ -n "${VS_N_ROWS:-}" ]; then cp "$VS_N_ROWS" "$ROWS"; fi
 timeout 240 python3 benchmarks/spectrum_vs_n.py --weights $W --ns 256 512 1024 2048 4096 8192 \
-    --subsets 4 --chunk-size 8192 2>&1 | tee "$OUT/vs_n.md"
+    --subsets 4 --chunk-size 8192 --out "$ROWS" 2>&1 | tee "$OUT/vs_n.md"
 step layers
 timeout 120 python3 benchmarks/layers_and_ggn.py --weights $W --samples 5000 --subsets 2 2>&1 | tee "$OUT/layers.md"
 step products

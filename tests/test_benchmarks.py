@@ -67,3 +67,58 @@ def test_curvature_benchmark_on_given_weights(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"model: weights {tmp_path / 'model.pt'}" in proc.stdout
+
+
+def _vs_n(tmp_path, out, *extra):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("LOSSLANDS_CIFAR10_ROOT", None)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "spectrum_vs_n.py"), *CASES["spectrum_vs_n"],
+         "--out", str(out), *extra],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_spectrum_vs_n_resumes_from_its_rows(tmp_path):
+    import json
+
+    out = tmp_path / "rows.jsonl"
+    first = _vs_n(tmp_path, out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["n"], r["subset"]) for r in rows] == [(8, 0), (8, 1), (16, 0), (16, 1)]
+    table = [line for line in first.splitlines() if line.startswith("| init |")]
+    assert len(table) == 2
+    # a kill during the last append leaves a cut line: dropped, that subset computed again
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])
+    again = _vs_n(tmp_path, out)
+    assert "dropped a last line cut short" in again
+    def untimed(text, prefix):  # the lines, less their seconds (the only field that may differ)
+        return [line.rsplit("|", 2)[0] if line.startswith("|") else line.rsplit(",", 1)[0]
+                for line in text.splitlines() if line.startswith(prefix)]
+
+    assert untimed(again, "# init") == untimed(first, "# init n=16 subset 1")
+    # everything there: nothing computed, the same table from the stored rows
+    third = _vs_n(tmp_path, out)
+    assert not [line for line in third.splitlines() if line.startswith("# init")]
+    assert untimed(third, "| init |") == untimed(first, "| init |")
+    # another k is another measurement
+    other = _vs_n(tmp_path, out, "--k", "1")
+    assert len([line for line in other.splitlines() if line.startswith("# init")]) == 4
+
+
+def test_spectrum_benchmark_runs_one_backend(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("LOSSLANDS_CIFAR10_ROOT", None)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "spectrum.py"), *CASES["spectrum"],
+         "--backends", "losslands"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split()[0] for line in proc.stdout.split("## Full output set")[1].splitlines()[2:]]
+    assert rows[0] == "losslands" and "curvlinops" not in rows and "pyhessian" not in rows
+    assert "over the certified values only" in proc.stdout
+    assert "Per-product time" not in proc.stdout and "## Targets" not in proc.stdout
