@@ -20,7 +20,8 @@ products (``HessianOperator.matmat``) against single ones.
 Targets: per-product time <= curvlinops'; the whole output set in <= 0.5x curvlinops' wall time;
 trace standard error at equal products >= 3x smaller than plain Hutchinson.
 
-Run: ``python benchmarks/spectrum.py [--samples 512] [--weights <cache>/<hash>/model.pt]``.
+Run: ``python benchmarks/spectrum.py [--samples 512] [--weights <cache>/<hash>/model.pt]
+[--backends losslands]`` (a subset of backends: their output sets only, no targets).
 """
 
 from __future__ import annotations
@@ -294,11 +295,10 @@ def main(argv: list[str] | None = None) -> None:
                                          args.repeats)
     if args.products_only:
         return
+    ref = reference(model, loss_fn, x, y, args.k, args.ref_tol, args.ref_trace_samples)
     if partial:
-        ref = reference(model, loss_fn, x, y, args.k, args.ref_tol, args.ref_trace_samples)
         _output_set(model, loss_fn, x, y, ref, backends, args)
         return
-    ref = reference(model, loss_fn, x, y, args.k, args.ref_tol, args.ref_trace_samples)
     ours, curvlinops = _output_set(model, loss_fn, x, y, ref, backends, args)
     ratio = bench_trace_variance(model, loss_fn, x, y, ref, args.trace_samples + 2 * 30 + 2)
     print("\n## Targets")
