@@ -36,6 +36,7 @@ from losslands.curvature.spectrum import spectrum
 from losslands.data.augment import normalize
 from losslands.data.cifar10 import read_cifar10
 from losslands.data.loader import TensorSplits
+from losslands.io import _atomic  # the project's temp-file-and-rename write
 from losslands.models.small_cnn import SmallCNN
 from losslands.probes.runner import exact_float32
 
@@ -75,9 +76,8 @@ def _load_rows(path: Path | None) -> list[dict]:
                 raise ValueError(f"{path}:{i + 1} is not JSON; fix or delete that line") from None
             print(f"# {path}: dropped a last line cut short ({len(line)} characters)")
     if text and not text.endswith("\n"):  # rewritten whole, or the next append would join it
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        os.replace(tmp, path)
+        body = "".join(json.dumps(r) + "\n" for r in rows)
+        _atomic(path, lambda tmp: Path(tmp).write_text(body))
     return rows
 
 
@@ -88,9 +88,11 @@ def _append(path: Path, row: dict) -> None:
         os.fsync(f.fileno())
 
 
+KEY = ("data", "weights_sha", "n", "subset", "k", "tol", "trace_samples")  # what a row measures
+
+
 def _key(row: dict) -> tuple:
-    return (row["data"], row["weights_sha"], row["n"], row["subset"], row["k"], row["tol"],
-            row["trace_samples"])
+    return tuple(row[f] for f in KEY)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,10 +130,14 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.subsets} disjoint subsets per n, {where}, torch {torch.__version__}")
     rows = _load_rows(args.out)
     done = {_key(r): r for r in rows}
+    def ident(name: str, n: int, i: int) -> dict:
+        return {"data": data_id, "weights_sha": digests[name], "n": n, "subset": i, "k": args.k,
+                "tol": args.tol, "trace_samples": args.trace_samples}
+
     for n in args.ns:
         for i in range(args.subsets):
             for name, model in models.items():
-                key = (data_id, digests[name], n, i, args.k, args.tol, args.trace_samples)
+                key = _key(ident(name, n, i))
                 if key in done:
                     continue
                 x, y = data.probe_subset(n, index=i)
@@ -142,9 +148,7 @@ def main(argv: list[str] | None = None) -> None:
                     warnings.simplefilter("ignore", RuntimeWarning)
                     res = spectrum(op, args.k, max_iters=150, tol=args.tol, certify_iters=0,
                                    trace_samples=args.trace_samples, slq_vectors=0, seed=i)
-                row = {"data": data_id, "model": name, "weights_sha": digests[name], "n": n, "subset": i,
-                       "k": args.k, "tol": args.tol, "trace_samples": args.trace_samples,
-                       "lambda_max": res.top[0], "trace": res.trace, "trace_se": res.trace_stderr,
+                row = {"model": name, **ident(name, n, i), "lambda_max": res.top[0], "trace": res.trace, "trace_se": res.trace_stderr,
                        "products": op.n_matvecs, "seconds": time.perf_counter() - start,
                        "method": op.method, "chunk_size": args.chunk_size, "where": where,
                        "torch": torch.__version__}
@@ -159,8 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|")
     for name in models:
         for n in args.ns:
-            got = [done[k] for i in range(args.subsets)
-                   if (k := (data_id, digests[name], n, i, args.k, args.tol, args.trace_samples)) in done]
+            got = [done[k] for i in range(args.subsets) if (k := _key(ident(name, n, i))) in done]
             if got:
                 print(_table_row(name, n, got))
 

@@ -38,17 +38,23 @@ VARIANTS = {  # other modes of the same scripts
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES) + sorted(VARIANTS))
-def test_benchmark_runs(name, tmp_path):
+def _run(script: str, args: list[str], cwd) -> str:
+    """stdout of ``benchmarks/<script>.py args`` on random data, one thread; it must exit 0."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("LOSSLANDS_CIFAR10_ROOT", None)  # random data: the check is that the script runs
-    script, args = VARIANTS.get(name, (name, CASES.get(name)))
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *args],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len(proc.stdout.splitlines()) > 3, proc.stdout
+    return proc.stdout
+
+
+@pytest.mark.parametrize("name", sorted(CASES) + sorted(VARIANTS))
+def test_benchmark_runs(name, tmp_path):
+    script, args = VARIANTS.get(name, (name, CASES.get(name)))
+    stdout = _run(script, args, tmp_path)
+    assert len(stdout.splitlines()) > 3, stdout
 
 
 def test_curvature_benchmark_on_given_weights(tmp_path):
@@ -58,27 +64,13 @@ def test_curvature_benchmark_on_given_weights(tmp_path):
 
     torch.manual_seed(0)
     torch.save(SmallCNN().state_dict(), tmp_path / "model.pt")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("LOSSLANDS_CIFAR10_ROOT", None)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "curvature.py"), *CASES["curvature"],
-         "--sections", "eig", "--weights", str(tmp_path / "model.pt")],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"model: weights {tmp_path / 'model.pt'}" in proc.stdout
+    stdout = _run("curvature", [*CASES["curvature"], "--sections", "eig", "--weights",
+                                str(tmp_path / "model.pt")], tmp_path)
+    assert f"model: weights {tmp_path / 'model.pt'}" in stdout
 
 
 def _vs_n(tmp_path, out, *extra):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("LOSSLANDS_CIFAR10_ROOT", None)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "spectrum_vs_n.py"), *CASES["spectrum_vs_n"],
-         "--out", str(out), *extra],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    return _run("spectrum_vs_n", [*CASES["spectrum_vs_n"], "--out", str(out), *extra], tmp_path)
 
 
 def test_spectrum_vs_n_resumes_from_its_rows(tmp_path):
@@ -95,6 +87,7 @@ def test_spectrum_vs_n_resumes_from_its_rows(tmp_path):
     out.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])
     again = _vs_n(tmp_path, out)
     assert "dropped a last line cut short" in again
+
     def untimed(text, prefix):  # the lines, less their seconds (the only field that may differ)
         return [line.rsplit("|", 2)[0] if line.startswith("|") else line.rsplit(",", 1)[0]
                 for line in text.splitlines() if line.startswith(prefix)]
@@ -110,15 +103,8 @@ def test_spectrum_vs_n_resumes_from_its_rows(tmp_path):
 
 
 def test_spectrum_benchmark_runs_one_backend(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("LOSSLANDS_CIFAR10_ROOT", None)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "spectrum.py"), *CASES["spectrum"],
-         "--backends", "losslands"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [line.split()[0] for line in proc.stdout.split("## Full output set")[1].splitlines()[2:]]
+    stdout = _run("spectrum", [*CASES["spectrum"], "--backends", "losslands"], tmp_path)
+    rows = [line.split()[0] for line in stdout.split("## Full output set")[1].splitlines()[2:]]
     assert rows[0] == "losslands" and "curvlinops" not in rows and "pyhessian" not in rows
-    assert "over the certified values only" in proc.stdout
-    assert "Per-product time" not in proc.stdout and "## Targets" not in proc.stdout
+    assert "over the certified values only" in stdout
+    assert "Per-product time" not in stdout and "## Targets" not in stdout
