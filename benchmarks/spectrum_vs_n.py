@@ -36,7 +36,7 @@ from losslands.curvature.spectrum import spectrum
 from losslands.data.augment import normalize
 from losslands.data.cifar10 import read_cifar10
 from losslands.data.loader import TensorSplits
-from losslands.io import _atomic  # the project's temp-file-and-rename write
+from losslands.io import write_text
 from losslands.models.small_cnn import SmallCNN
 from losslands.probes.runner import exact_float32
 
@@ -77,7 +77,7 @@ def _load_rows(path: Path | None) -> list[dict]:
             print(f"# {path}: dropped a last line cut short ({len(line)} characters)")
     if text and not text.endswith("\n"):  # rewritten whole, or the next append would join it
         body = "".join(json.dumps(r) + "\n" for r in rows)
-        _atomic(path, lambda tmp: Path(tmp).write_text(body))
+        write_text(path, body)
     return rows
 
 

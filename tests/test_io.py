@@ -9,7 +9,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from losslands.io import save_figure, save_torch, write_json
+from losslands.io import save_figure, save_torch, write_json, write_text
 
 
 @pytest.fixture
@@ -40,6 +40,7 @@ def test_atomic_files_respect_the_umask(tmp_path, umask, mask):
         write_json(tmp_path / "a.json", {"x": 1}),
         save_torch(tmp_path / "m.pt", {"w": torch.zeros(2)}),
         save_figure(tmp_path / "f.png", fig),
+        write_text(tmp_path / "r.md", "report"),
     ]
     assert _mode(plain) == 0o666 & ~mask
     for path in written:
@@ -50,3 +51,12 @@ def test_failed_write_leaves_no_temp_file(tmp_path):
     with pytest.raises(TypeError):
         write_json(tmp_path / "a.json", {"x": object()})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_text_write_keeps_the_old_file(tmp_path):
+    path = write_text(tmp_path / "sub" / "r.md", "λmax ± s.e.\n")
+    assert path.read_text(encoding="utf-8") == "λmax ± s.e.\n"
+    with pytest.raises(TypeError):
+        write_text(path, 3)  # not a str: the write fails after the temp file exists
+    assert path.read_text(encoding="utf-8") == "λmax ± s.e.\n"
+    assert [p.name for p in path.parent.iterdir()] == ["r.md"]

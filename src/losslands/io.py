@@ -83,6 +83,11 @@ def write_json(path: str | os.PathLike, obj: Any, strict: bool = True) -> Path:
     return _atomic(path, write)
 
 
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write ``text`` (UTF-8): a reader sees the old file or the whole new one."""
+    return _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def read_json(path: str | os.PathLike) -> Any:
     with open(path) as f:
         return json.load(f)

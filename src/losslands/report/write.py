@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from losslands.io import _atomic, save_figure
+from losslands.io import save_figure, write_text
 from losslands.probes.base import available_probes, load_probe
 from losslands.report import figures
 from losslands.report.definitions import definitions
@@ -257,7 +257,7 @@ def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str 
     writer = csv.DictWriter(buf, fieldnames=RESULTS_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    _atomic(sweep_dir / "results.csv", lambda tmp: Path(tmp).write_text(buf.getvalue()))
+    write_text(sweep_dir / "results.csv", buf.getvalue())
 
     seeds, opts = _seeds_and_optimizers(jobs)
     md = [f"# losslands report: {sweep_dir.name}\n",
@@ -294,7 +294,7 @@ def write_report(sweep_dir: str | Path, *, wandb: bool = False, wandb_mode: str 
         md.append(f"![{name}](figures/{path.name})\n")
     md.append(definitions())
     report = sweep_dir / "REPORT.md"
-    _atomic(report, lambda tmp: Path(tmp).write_text("\n".join(md)))
+    write_text(report, "\n".join(md))
     if wandb:
         _log_to_wandb(sweep_dir, tables, images, wandb_mode)
     if problems:
